@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One command for a fresh machine: start a Docker engine and make the local base image (as root), install madengine
+# into .venv, then build and run the example hub's models and print the perf.csv rows.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash dev/engine.sh up
+bash dev/venv.sh
+cd examples/hub
+rc=0
+../../.venv/bin/madengine run.local --tags examples --additional-context-file ../../configs/cpu-smoke.json || rc=$?
+echo
+echo "perf.csv ($(pwd)/perf.csv):"
+../../.venv/bin/python - <<'PY'
+from tabulate import tabulate
+from madengine.results.perf_csv import read_rows
+rows = read_rows("perf.csv")
+cols = ["model", "status", "performance", "metric", "docker_image", "test_duration"]
+print(tabulate([[r.get(c, "") for c in cols] for r in rows], headers=cols))
+PY
+exit $rc

@@ -1,0 +1,122 @@
+"""The public building blocks behind madengine's tasks, for site tasks and scripts as much as for madengine itself.
+
+Each function takes plain values (paths, lists, the context JSON strings as typed on the command line), does one
+phase, and raises a :class:`madengine.errors.MadEngineError` subclass whose ``exit_code`` is the documented one.
+None of them prints results: they return them (progress lines go to stderr).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from madengine import context as context_mod
+from madengine import hub as hub_mod
+from madengine import manifest as manifest_mod
+from madengine.errors import ConfigError, RunError
+from madengine.results.perf_csv import PerfRow
+
+#: Deployment targets ``inv run`` can route to today.
+DEPLOY_TARGETS = ("local",)
+
+
+def load_context(context_json: str | None = None, context_file: str | None = None,
+                 base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The validated run/build context: ``base`` < ``--additional-context-file`` < ``--additional-context``.
+
+    Raises:
+        ConfigError: malformed JSON, a near-miss key, a wrong value type, a missing file.
+    """
+    return context_mod.build_context(context_json, context_file or None, base)
+
+
+def discover_models(hub: str | Path, tags: Sequence[str], exclude_tags: Sequence[str] = (),
+                    include_deprecated: bool = False) -> list[hub_mod.Model]:
+    """Discover the hub's models and select them by tag (no tags = every model, as ``all``).
+
+    Raises:
+        ConfigError: missing or malformed hub files; a tag that matches nothing (lists the closest names).
+    """
+    models = hub_mod.discover(Path(hub))
+    return hub_mod.select(models, list(tags) or ["all"], list(exclude_tags), include_deprecated=include_deprecated)
+
+
+def build(hub: str | Path, tags: Sequence[str], *, exclude_tags: Sequence[str] = (), ctx: dict[str, Any],
+          registry: str = "", clean_cache: bool = False, manifest_output: str | Path = "build_manifest.json",
+          log_dir: str | Path = ".", live_output: bool = False) -> manifest_mod.Manifest:
+    """Discover, select and build; write the manifest. Returns it.
+
+    Raises:
+        ConfigError, EngineError, BuildError (exit code 2, after the manifest of the successful builds was written).
+    """
+    from madengine import build as build_mod
+    from madengine import gpu
+
+    if not tags:
+        raise ConfigError("--tags: give at least one tag or model name (e.g. --tags all)")
+    models = discover_models(hub, tags, exclude_tags)
+    outcome = build_mod.build_models(Path(hub), models, ctx, registry=registry, clean_cache=clean_cache,
+                                     manifest_output=Path(manifest_output), log_dir=Path(log_dir),
+                                     live_output=live_output, detected_vendor=gpu.detect().vendor)
+    return outcome.manifest
+
+
+@dataclass
+class RunSummary:
+    """Rows of one run and where they went."""
+
+    rows: list[PerfRow]
+    output: Path
+
+    @property
+    def failed(self) -> list[PerfRow]:
+        """Rows that are neither SUCCESS nor SKIPPED."""
+        return [r for r in self.rows if r.status not in ("SUCCESS", "SKIPPED")]
+
+
+def run_local(manifest: manifest_mod.Manifest, ctx: dict[str, Any], *, hub: str | Path | None, output: str | Path,
+              timeout: int | None = None, keep_alive: bool = False, keep_model_dir: bool = False,
+              skip_model_run: bool = False, live_output: bool = False) -> RunSummary:
+    """Run a manifest's images on this host's engine and append rows to ``output`` (perf.csv).
+
+    Args:
+        hub: where the model scripts are; ``None`` = the hub recorded in the manifest.
+        timeout: seconds; ``None`` = each model's own, 0 = no limit.
+
+    Raises:
+        ConfigError, EngineError, PerfCsvError, KeyboardInterrupt (containers removed first).
+    """
+    from madengine.run_local import RunOptions, run_manifest
+
+    hub_path = Path(hub) if hub else Path(manifest.hub or ".")
+    options = RunOptions(output=Path(output), hub=hub_path, timeout=timeout, keep_alive=keep_alive,
+                         keep_model_dir=keep_model_dir, skip_model_run=skip_model_run, live_output=live_output)
+    rows = run_manifest(manifest, ctx, options)
+    return RunSummary(rows, Path(output))
+
+
+def check_run(summary: RunSummary) -> None:
+    """Raise :class:`RunError` (exit code 3) when any row is not SUCCESS/SKIPPED, naming them and their reasons."""
+    failed = summary.failed
+    if failed:
+        detail = "; ".join(f"{r.model}: {r.reason or r.status}" for r in failed[:5])
+        more = f" (+{len(failed) - 5} more)" if len(failed) > 5 else ""
+        raise RunError(f"{len(failed)} of {len(summary.rows)} row(s) did not succeed: {detail}{more}; "
+                       f"see {summary.output} and the *.run.live.log files")
+
+
+def deploy_target(ctx: dict[str, Any]) -> str:
+    """The context's ``deploy`` key (``local`` by default).
+
+    Raises:
+        ConfigError: a target madengine does not know (lists the available ones).
+    """
+    target = str(ctx.get("deploy") or "local")
+    if target not in DEPLOY_TARGETS:
+        planned = " (slurm and k8s deployment are not available yet in this version)" \
+            if target in ("slurm", "k8s") else ""
+        raise ConfigError(f"context key 'deploy': unknown target {target!r}; available: "
+                          f"{', '.join(DEPLOY_TARGETS)}{planned}")
+    return target

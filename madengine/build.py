@@ -1,0 +1,152 @@
+"""The build phase: selected models → Docker images → ``build_manifest.json``.
+
+For each model every Dockerfile candidate that its ``# CONTEXT`` header allows is built as
+``ci-<model>_<dockerfile basename>`` (see :mod:`madengine.dockerfiles`), with the context's ``docker_build_arg``
+as build args, from the model's ``dockercontext`` (default ``docker/`` in the hub). The build output goes to
+``<model>_<dockerfile>.build.live.log``. With a registry, each image is pushed as ``<registry>/<image>:latest`` and
+recorded as ``registry_image``. A model whose build fails does not stop the others; the manifest lists what was
+built and the build exits with code 2 afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from madengine import console, dockerfiles
+from madengine import manifest as manifest_mod
+from madengine.context import deployment_config
+from madengine.errors import BuildError, ConfigError
+from madengine.hub import Model
+
+#: Context keys the manifest's ``context`` section keeps (madengine v2's list plus the selection keys).
+STORED_CONTEXT_KEYS = ("docker_env_vars", "docker_mounts", "docker_build_arg", "gpu_vendor", "guest_os", "docker_gpus",
+                       "docker_cpus", "tools", "pre_scripts", "post_scripts", "encapsulate_script", "model_args",
+                       "log_error_pattern_scan", "log_error_patterns", "log_error_benign_patterns", "data")
+
+#: Context used to filter Dockerfiles when the user gives none (madengine v2 ``additional_context_defaults``).
+BUILD_CONTEXT_DEFAULTS = {"gpu_vendor": "AMD", "guest_os": "UBUNTU"}
+
+
+@dataclass
+class BuildOutcome:
+    """Result of a build: the manifest written (``None`` if nothing was built) and the failures (model, reason)."""
+
+    manifest: manifest_mod.Manifest
+    manifest_path: Path | None
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def filter_context(ctx: Mapping[str, Any], detected_vendor: str) -> dict[str, Any]:
+    """The context Dockerfile headers are matched against: defaults < detected GPU vendor < user context."""
+    base = dict(BUILD_CONTEXT_DEFAULTS)
+    if detected_vendor != "NONE":
+        base["gpu_vendor"] = detected_vendor
+    base.update({k: v for k, v in ctx.items() if not isinstance(v, dict | list)})
+    return {k: str(v) for k, v in base.items()}
+
+
+def registry_image(registry: str, image: str) -> str:
+    """``<registry>/<image>:latest`` (registry like ``localhost:5000`` or ``host/project``)."""
+    return f"{registry.rstrip('/')}/{image}:latest"
+
+
+def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, registry: str = "",
+                 clean_cache: bool = False, manifest_output: Path, log_dir: Path, live_output: bool = False,
+                 detected_vendor: str = "NONE", client: Any = None) -> BuildOutcome:
+    """Build every selected model's images and write the manifest.
+
+    Args:
+        hub: hub root; model paths are relative to it.
+        models: selected models (``madengine.hub.select``).
+        ctx: validated context; its ``docker_build_arg`` become build args.
+        manifest_output: where ``build_manifest.json`` goes; it is replaced atomically and only when at least one
+            image was built (a fully failed build keeps the previous manifest).
+        log_dir: directory for ``*.build.live.log``.
+        client: a docker client (connected lazily when ``None``).
+
+    Raises:
+        ConfigError: a model's Dockerfiles are missing or malformed.
+        EngineError: the engine is unreachable.
+        BuildError: after writing the manifest, when any build or push failed (lists them).
+    """
+    from madengine import docker_engine
+
+    client = client or docker_engine.connect()
+    match_ctx = filter_context(ctx, detected_vendor)
+    stored = {k: ctx[k] for k in STORED_CONTEXT_KEYS if k in ctx}
+    manifest = manifest_mod.Manifest(context=stored, deployment_config=deployment_config(ctx), registry=registry,
+                                     hub=str(hub.resolve()))
+    build_args = dict(ctx.get("docker_build_arg") or {})
+    failures: list[tuple[str, str]] = []
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for model in models:
+        paths = dockerfiles.filter_by_context(dockerfiles.candidates(hub, model), match_ctx, hub)
+        if not paths:
+            failures.append((model.name, f"no Dockerfile {model.dockerfile}.* matches the context {match_ctx}"))
+            console.warn(failures[-1][1])
+            continue
+        for path in paths:
+            image = dockerfiles.image_name(model.name, path)
+            log_base = dockerfiles.log_basename(model.name, path)
+            log_path = log_dir / f"{log_base}.build.live.log"
+            context_dir = hub / (model.dockercontext or "docker")
+            if not context_dir.is_dir():
+                raise ConfigError(f"models.json: model {model.name!r}: build context {context_dir} does not exist "
+                                  "(field 'dockercontext', default docker/)")
+            console.progress(f"building {image} from {path} (log: {log_path})")
+            start = time.monotonic()
+            with open(log_path, "w", encoding="utf-8") as log:
+                def write(text: str, _log: Any = log) -> None:
+                    _log.write(text)
+                    _log.flush()
+                    if live_output:
+                        console.err().out(text, end="", highlight=False)
+
+                try:
+                    image_id = docker_engine.build_image(client, context_dir=context_dir, dockerfile=hub / path,
+                                                         tag=image, build_args=build_args, no_cache=clean_cache,
+                                                         log=write)
+                except BuildError as e:
+                    base = build_args.get("BASE_DOCKER") or dockerfiles.default_base_docker(hub / path)
+                    hint = ""
+                    if base and not docker_engine.image_exists(client, base):
+                        hint = (f"; base image {base} is not on this engine (make it, e.g. `bash dev/engine.sh up`, "
+                                "or set docker_build_arg.BASE_DOCKER)")
+                    failures.append((model.name, f"{e.message[:200]}{hint}"))
+                    console.warn(f"{failures[-1][1]} (log: {log_path})")
+                    continue
+                duration = time.monotonic() - start
+                record = manifest_mod.BuiltImage(
+                    model=model.name, docker_image=image, dockerfile=str(path),
+                    base_docker=build_args.get("BASE_DOCKER") or dockerfiles.default_base_docker(hub / path),
+                    build_duration=round(duration, 3), log_file=str(log_path), log_base=log_base,
+                    gpu_vendor=str(match_ctx.get("gpu_vendor", "")), image_id=image_id,
+                    execution={"timeout": model.timeout, "n_gpus": model.n_gpus, "args": model.args or ""})
+                if registry:
+                    remote = registry_image(registry, image)
+                    console.progress(f"pushing {remote}")
+                    try:
+                        docker_engine.push_image(client, image, remote, write)
+                    except BuildError as e:
+                        failures.append((model.name, e.message))
+                        console.warn(e.message)
+                        continue
+                    record.registry, record.registry_image = registry, remote
+            manifest.built_images[image] = record
+            manifest.built_models[image] = model.model_dump(mode="json", exclude_none=True)
+            console.progress(f"built {image} in {duration:.1f} s")
+    creds = sorted({m.cred for m in models if getattr(m, "cred", "")})
+    manifest.credentials_required = creds
+    written = manifest_mod.save(manifest, manifest_output) if manifest.built_images else None
+    if written:
+        console.progress(f"wrote {written} ({len(manifest.built_images)} image(s))")
+    if failures:
+        detail = "; ".join(f"{name}: {reason}" for name, reason in failures[:3])
+        detail += f" (+{len(failures) - 3} more)" if len(failures) > 3 else ""
+        kept = "" if written else f" ({manifest_output} left unchanged)"
+        raise BuildError(f"{len(failures)} build(s) failed{kept}: {detail}")
+    return BuildOutcome(manifest, written, failures)

@@ -1,0 +1,289 @@
+"""The one module that speaks to the Docker engine (docker-py), imported lazily so that ``--help`` stays fast.
+
+The engine is found as docker-py finds it: ``DOCKER_HOST`` (and ``DOCKER_TLS_VERIFY``/``DOCKER_CERT_PATH``), else the
+local socket ``/var/run/docker.sock``. Every engine failure becomes an :class:`~madengine.errors.EngineError` with the
+engine address and the fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from madengine.errors import BuildError, EngineError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import docker
+    from docker.models.containers import Container
+
+#: Label on every container madengine starts; its value is the run id (for cleanup and ``docker ps`` filters).
+RUN_LABEL = "org.madengine.run-id"
+
+
+def engine_address() -> str:
+    """The engine address docker-py will use (for messages)."""
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+def connect(timeout: float = 120.0) -> docker.DockerClient:
+    """Return a client for the engine after a ping.
+
+    Args:
+        timeout: seconds each API call may take.
+
+    Raises:
+        EngineError: the engine is unreachable (names the address and how to start one).
+    """
+    import docker  # lazy: heavy import
+    import docker.errors
+
+    try:
+        client = docker.from_env(timeout=int(timeout))
+        client.ping()
+    except docker.errors.DockerException as e:
+        reason = str(e).split("\n")[0]
+        raise EngineError(
+            f"cannot reach the Docker engine at {engine_address()} ({reason}); start one with "
+            "`bash dev/engine.sh up` (as root) or set DOCKER_HOST") from None
+    return client
+
+
+def image_exists(client: docker.DockerClient, ref: str) -> bool:
+    """True when the engine has an image with this reference."""
+    import docker.errors
+
+    try:
+        client.images.get(ref)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def build_image(client: docker.DockerClient, *, context_dir: Path, dockerfile: Path, tag: str,
+                build_args: dict[str, str], no_cache: bool, log: Callable[[str], None]) -> str:
+    """Build ``dockerfile`` (a path inside or outside ``context_dir``) as ``tag``, streaming the output to ``log``.
+
+    Returns:
+        The image id (``sha256:...``).
+
+    Raises:
+        BuildError: the build failed (the engine's error line; the full output went to ``log``).
+        EngineError: the engine failed otherwise.
+    """
+    import docker.errors
+
+    image_id = ""
+    try:
+        stream = client.api.build(path=str(context_dir), dockerfile=str(dockerfile.resolve()), tag=tag,
+                                  buildargs=build_args, nocache=no_cache, rm=True, forcerm=True, decode=True,
+                                  pull=False)
+        for chunk in stream:
+            if "stream" in chunk:
+                log(chunk["stream"])
+            elif "error" in chunk:
+                message = str(chunk["error"]).strip()
+                log(message + "\n")
+                raise BuildError(f"docker build of {tag} failed: {message.splitlines()[-1] if message else '?'}")
+            elif "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+    except docker.errors.APIError as e:
+        log(f"{e}\n")
+        raise BuildError(f"docker build of {tag} failed: {e.explanation or e}") from None
+    if not image_id:
+        image_id = client.images.get(tag).id
+    return image_id
+
+
+def push_image(client: docker.DockerClient, local: str, remote: str, log: Callable[[str], None]) -> None:
+    """Tag ``local`` as ``remote`` (``registry/name[:tag]``) and push it.
+
+    Raises:
+        BuildError: the push failed (the registry's message).
+    """
+    import docker.errors
+
+    repository, _, tag = remote.rpartition(":") if ":" in remote.rsplit("/", 1)[-1] else (remote, "", "latest")
+    try:
+        client.images.get(local).tag(repository, tag or "latest")
+        for chunk in client.api.push(repository, tag=tag or "latest", stream=True, decode=True):
+            if "error" in chunk:
+                raise BuildError(f"docker push of {remote} failed: {chunk['error']}")
+            if "status" in chunk and "id" not in chunk:
+                log(f"{chunk['status']}\n")
+    except docker.errors.APIError as e:
+        raise BuildError(f"docker push of {remote} failed: {e.explanation or e}") from None
+
+
+def pull_image(client: docker.DockerClient, ref: str) -> None:
+    """Pull ``ref`` from its registry.
+
+    Raises:
+        EngineError: the pull failed (the registry's message and the reference).
+    """
+    import docker.errors
+
+    try:
+        client.images.pull(ref)
+    except docker.errors.APIError as e:
+        raise EngineError(f"cannot pull image {ref}: {e.explanation or e}") from None
+
+
+@dataclass
+class ContainerSpec:
+    """What a benchmark container gets. Paths are host paths; ``mounts`` maps host path → (container path, mode)."""
+
+    image: str
+    name: str
+    labels: dict[str, str]
+    env: dict[str, str] = field(default_factory=dict)
+    mounts: dict[str, tuple[str, str]] = field(default_factory=dict)
+    devices: list[str] = field(default_factory=list)
+    group_add: list[str] = field(default_factory=list)
+    nvidia_device_ids: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def start_container(client: docker.DockerClient, spec: ContainerSpec) -> Container:
+    """Create and start a long-lived container (``tail -f /dev/null``) in which workflow steps are executed.
+
+    Raises:
+        EngineError: a container of that name exists (names the fix) or the engine refused.
+    """
+    import docker.errors
+    from docker.types import DeviceRequest
+
+    kwargs: dict[str, Any] = dict(spec.extra)
+    if spec.nvidia_device_ids:
+        kwargs["device_requests"] = [DeviceRequest(device_ids=spec.nvidia_device_ids, capabilities=[["gpu"]])]
+    if spec.group_add:
+        kwargs["group_add"] = spec.group_add
+    try:
+        return client.containers.run(
+            spec.image, entrypoint=["tail"], command=["-f", "/dev/null"], name=spec.name, detach=True,
+            labels=spec.labels, environment=spec.env,
+            volumes={host: {"bind": path, "mode": mode} for host, (path, mode) in spec.mounts.items()},
+            devices=[f"{d}:{d}:rwm" for d in spec.devices], **kwargs)
+    except docker.errors.APIError as e:
+        if e.status_code == 409:
+            raise EngineError(f"a container named {spec.name} already exists (left by --keep-alive?); remove it "
+                              f"with `docker rm -f {spec.name}`") from None
+        raise EngineError(f"cannot start a container from {spec.image}: {e.explanation or e}") from None
+
+
+@dataclass
+class ExecResult:
+    """Outcome of one command in the container: exit code (``None`` when it was cut off) and wall time (s)."""
+
+    exit_code: int | None
+    duration: float
+    timed_out: bool = False
+
+
+def exec_stream(client: docker.DockerClient, container: Container, command: list[str], *, workdir: str,
+                env: dict[str, str], on_output: Callable[[bytes], None], timeout: float | None) -> ExecResult:
+    """Run ``command`` in the running container, streaming stdout+stderr chunks to ``on_output``.
+
+    Args:
+        timeout: seconds; when exceeded the container is killed (the only reliable way to stop the whole process
+            tree) and ``timed_out`` is set. ``None`` means no limit.
+
+    Raises:
+        KeyboardInterrupt: passed through (the caller removes the container).
+        EngineError: the engine refused the exec.
+    """
+    import docker.errors
+
+    try:
+        exec_id = client.api.exec_create(container.id, command, workdir=workdir, environment=env,
+                                         stdout=True, stderr=True, tty=False)["Id"]
+        stream: Iterator[bytes] = client.api.exec_start(exec_id, stream=True, demux=False)
+    except docker.errors.APIError as e:
+        raise EngineError(f"cannot execute in container {container.name}: {e.explanation or e}") from None
+    start = time.monotonic()
+    errors: list[BaseException] = []
+
+    def pump() -> None:
+        try:
+            for chunk in stream:
+                on_output(chunk)
+        except Exception as e:  # connection dropped when the container is killed
+            errors.append(e)
+
+    reader = threading.Thread(target=pump, name=f"exec-{container.name}", daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if reader.is_alive():
+        kill_container(container)
+        reader.join(30)
+        return ExecResult(None, time.monotonic() - start, timed_out=True)
+    try:
+        code = client.api.exec_inspect(exec_id).get("ExitCode")
+    except docker.errors.APIError:
+        code = None
+    return ExecResult(code, time.monotonic() - start)
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """Hold off SIGINT/SIGTERM (in the main thread) while cleanup runs, so a second Ctrl-C cannot cut a container
+    removal short; a signal that arrives meanwhile is delivered afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {sig: signal.signal(sig, lambda s, f: pending.append(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if pending:
+            signal.raise_signal(pending[0])
+
+
+def kill_container(container: Container) -> None:
+    """Send SIGKILL to the container; a container that already stopped is fine."""
+    import docker.errors
+
+    with contextlib.suppress(docker.errors.APIError):
+        container.kill()
+
+
+def remove_container(container: Container) -> bool:
+    """Force-remove the container (kills it first). Returns False when the engine refused (caller reports it)."""
+    import docker.errors
+
+    try:
+        with shielded():
+            container.remove(force=True)
+        return True
+    except docker.errors.NotFound:
+        return True
+    except docker.errors.APIError:
+        return False
+
+
+def remove_container_named(client: docker.DockerClient, name: str) -> bool:
+    """Force-remove the container called ``name`` if it exists (cleanup after an interrupted start)."""
+    import docker.errors
+
+    try:
+        container = client.containers.get(name)
+    except docker.errors.NotFound:
+        return True
+    except docker.errors.APIError:
+        return False
+    return remove_container(container)
+
+
+def containers_with_label(client: docker.DockerClient, label: str, value: str | None = None) -> list[Container]:
+    """All containers (running or not) carrying ``label`` (and ``value`` if given)."""
+    selector = f"{label}={value}" if value is not None else label
+    return list(client.containers.list(all=True, filters={"label": selector}))

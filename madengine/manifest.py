@@ -1,0 +1,109 @@
+"""``build_manifest.json``: what was built, and the configuration to deploy it with.
+
+Keys are madengine v2's (``execution/docker_builder.py`` ``export_build_manifest``): ``built_images`` (image name →
+build record), ``built_models`` (image name → the models.json entry), ``context`` (docker_env_vars, docker_mounts,
+docker_build_arg, gpu_vendor, docker_gpus, tools, pre/post scripts, ...), ``credentials_required`` and ``registry``.
+madengine adds ``schema_version``, ``deployment_config`` (deploy target plus its slurm/k8s/distributed/... sections)
+and, in each build record, ``execution`` (the model's resolved run settings). A v1 manifest without the added keys
+still loads, as a local deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from madengine.errors import ConfigError
+
+SCHEMA_VERSION = "2.0"
+
+
+class BuiltImage(BaseModel):
+    """One ``built_images`` record. Durations are seconds."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str
+    docker_image: str
+    dockerfile: str
+    base_docker: str = ""
+    docker_sha: str = ""
+    build_duration: float = 0.0
+    log_file: str = ""
+    log_base: str = ""
+    gpu_vendor: str = ""
+    image_id: str = ""
+    registry: str = ""
+    registry_image: str = ""
+    execution: dict[str, Any] = Field(default_factory=dict)
+
+
+class Manifest(BaseModel):
+    """The whole build manifest. ``built_images`` and ``built_models`` share their keys (image names)."""
+
+    model_config = ConfigDict(extra="allow")
+    schema_version: str = SCHEMA_VERSION
+    built_images: dict[str, BuiltImage] = Field(default_factory=dict)
+    built_models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+    credentials_required: list[str] = Field(default_factory=list)
+    registry: str = ""
+    deployment_config: dict[str, Any] = Field(default_factory=lambda: {"deploy": "local"})
+    hub: str = ""
+
+    def stored_context(self) -> dict[str, Any]:
+        """The context the build recorded, with the deployment config folded in (the base a run starts from)."""
+        merged = dict(self.context)
+        merged.update({k: v for k, v in self.deployment_config.items() if not (k == "deploy" and v == "local")})
+        return merged
+
+
+def load(path: str | Path) -> Manifest:
+    """Read a build manifest.
+
+    Raises:
+        ConfigError: the file is missing, not JSON, or a record lacks a required key (names the file and key).
+    """
+    p = Path(path)
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"--manifest-file: {p} does not exist; run `inv build` first or fix the path") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--manifest-file: {p} is not valid JSON (line {e.lineno} column {e.colno}: {e.msg})") \
+            from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"--manifest-file: {p} must hold a JSON object")
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(x) for x in err["loc"])
+        raise ConfigError(f"--manifest-file: {p}: key {field!r}: {err['msg']}") from None
+
+
+def save(manifest: Manifest, path: str | Path) -> Path:
+    """Write the manifest atomically (temporary file in the same directory, then rename): a crash never leaves a
+    half-written manifest, and an existing one is replaced only by a complete new one.
+
+    Raises:
+        OSError: the directory is not writable.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p

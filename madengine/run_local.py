@@ -1,0 +1,124 @@
+"""The local run phase: every image of a build manifest runs on this host, one container at a time, and each
+model's rows are appended to perf.csv as soon as it finishes (a later crash never loses earlier rows).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from madengine import console, gpu
+from madengine.manifest import Manifest
+from madengine.results.perf_csv import PerfRow, append_rows
+from madengine.workflow.runner import RunRequest, run_model
+
+DEFAULT_MODEL_TIMEOUT = 7200  # seconds, madengine's default when models.json gives none
+
+
+@dataclass
+class RunOptions:
+    """Run-time options from the CLI. ``timeout``: seconds; ``None`` = use the model's, ``0`` = no limit."""
+
+    output: Path
+    hub: Path
+    timeout: int | None = None
+    keep_alive: bool = False
+    keep_model_dir: bool = False
+    skip_model_run: bool = False
+    live_output: bool = False
+    disable_skip_gpu_arch: bool = False
+
+
+def effective_timeout(model_timeout: Any, cli_timeout: int | None) -> float | None:
+    """The run step's limit in seconds: ``--timeout`` when given (0 = none), else the model's ``timeout`` (≤ 0 =
+    none), else 7200."""
+    if cli_timeout is not None:
+        return None if cli_timeout <= 0 else float(cli_timeout)
+    try:
+        value = int(model_timeout) if model_timeout not in (None, "") else DEFAULT_MODEL_TIMEOUT
+    except (TypeError, ValueError):
+        value = DEFAULT_MODEL_TIMEOUT
+    return None if value <= 0 else float(value)
+
+
+def skipped_for_arch(model: Mapping[str, Any], arch: str) -> bool:
+    """True when the model's ``skip_gpu_arch`` (comma list, e.g. "gfx90a, gfx942") names the GPU architecture."""
+    skip = model.get("skip_gpu_arch") or ""
+    names = {s.strip() for s in str(skip).split(",") if s.strip()}
+    return bool(arch) and arch in names
+
+
+def run_manifest(manifest: Manifest, ctx: dict[str, Any], options: RunOptions,
+                 on_rows: Callable[[list[PerfRow]], None] | None = None) -> list[PerfRow]:
+    """Run every built image of ``manifest`` here and append the rows to ``options.output``.
+
+    Args:
+        ctx: the merged, validated run context (manifest's stored context < runtime context).
+        on_rows: called with each model's rows after they were appended.
+
+    Returns:
+        All rows, in run order.
+
+    Raises:
+        ConfigError: no GPU for a GPU run, bad scripts or options (before any container starts for that model).
+        EngineError: the engine is unreachable.
+        PerfCsvError: perf.csv cannot be appended to (checked before the first model runs).
+        KeyboardInterrupt: Ctrl-C, after the running container was removed.
+    """
+    from madengine import docker_engine
+
+    host = gpu.detect()
+    client = docker_engine.connect()
+    if not options.skip_model_run:
+        append_rows(options.output, [])  # fail fast on a foreign perf.csv header, before any model runs
+    run_id = uuid.uuid4().hex[:12]
+    log_dir = options.output.resolve().parent
+    work_root = log_dir / ".madengine" / "work"
+    all_rows: list[PerfRow] = []
+    extra_env = {"BUILD_NUMBER": os.environ.get("BUILD_NUMBER", "")}
+    for image, build in manifest.built_images.items():
+        model = manifest.built_models.get(image) or {"name": build.model}
+        assignment = gpu.assign(ctx, str(model.get("n_gpus", "-1")), host)
+        ref = image
+        if not docker_engine.image_exists(client, image) and build.registry_image:
+            console.progress(f"pulling {build.registry_image}")
+            docker_engine.pull_image(client, build.registry_image)
+            ref = build.registry_image
+        request = RunRequest(
+            model=model, build=build.model_dump(), image=ref, hub=options.hub, ctx=ctx, gpus=assignment,
+            timeout=effective_timeout(model.get("timeout"), options.timeout), log_dir=log_dir,
+            work_root=work_root, run_id=run_id, keep_alive=options.keep_alive,
+            keep_model_dir=options.keep_model_dir, skip_model_run=options.skip_model_run,
+            live_output=options.live_output, extra_env=extra_env)
+        if not options.disable_skip_gpu_arch and skipped_for_arch(model, assignment.architecture):
+            from madengine.workflow.runner import base_row
+
+            rows = [base_row(request).model_copy(update={
+                "status": "SKIPPED", "reason": f"skip_gpu_arch lists {assignment.architecture}"})]
+        elif ref == image and not docker_engine.image_exists(client, image):
+            from madengine.workflow.runner import base_row
+
+            rows = [base_row(request).model_copy(update={
+                "status": "FAILURE", "reason": f"image {image} is not on this engine and has no registry_image; "
+                                               "run `inv build` first"})]
+        else:
+            console.progress(f"running {model['name']} in {ref}"
+                             + (f" (timeout {request.timeout:.0f} s)" if request.timeout else ""))
+            rows = run_model(client, request, console.progress)
+        if not options.skip_model_run:
+            append_rows(options.output, rows)
+        for row in rows:
+            note = f" ({row.reason})" if row.reason and row.status != "SUCCESS" else ""
+            console.progress(f"{row.model}: {row.status} {row.performance} {row.metric}{note}".rstrip())
+        all_rows.extend(rows)
+        if on_rows:
+            on_rows(rows)
+    with contextlib.suppress(OSError):  # leave no empty work directories behind
+        work_root.rmdir()
+        work_root.parent.rmdir()
+    return all_rows

@@ -1,0 +1,82 @@
+"""madengine's configuration under the one top-level Invoke config key ``madengine``.
+
+Precedence, lowest to highest: :data:`DEFAULTS` (declared on the root namespace, so Invoke knows the keys) <
+``/etc/invoke.yaml`` < ``~/.invoke.yaml`` < the project ``invoke.yaml`` (``madengine:`` section) <
+``INVOKE_MADENGINE_<KEY>`` environment variables (Invoke's own mechanism) < ``MADENGINE_<KEY>`` environment variables
+< command-line flags. ``<KEY>`` is the key in upper case, e.g. ``MADENGINE_HUB=/srv/MAD``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from madengine.errors import ConfigError
+
+#: Every setting, with its default. Types matter: environment values are cast to the default's type.
+DEFAULTS: dict[str, Any] = {
+    "hub": ".",                           # model hub root (MAD checkout); default: the current directory
+    "output": "perf.csv",                 # perf.csv path; logs are written next to it
+    "manifest_output": "build_manifest.json",
+    "registry": "",                       # push built images to this registry (host:port[/project])
+    "timeout": -1,                        # seconds for the run step; -1 = the model's timeout, 0 = none
+    "live_output": False,
+    "additional_context_file": "",
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _cast(key: str, raw: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        lowered = raw.strip().lower()
+        if lowered in _TRUE | _FALSE:
+            return lowered in _TRUE
+        raise ConfigError(f"MADENGINE_{key.upper()}: {raw!r} is not a boolean; use true or false")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"MADENGINE_{key.upper()}: {raw!r} is not a whole number") from None
+    return raw
+
+
+def resolve(config: Mapping[str, Any] | None, **flags: Any) -> dict[str, Any]:
+    """Merge the Invoke config section, ``MADENGINE_*`` variables and the flags that were given (not ``None``).
+
+    Args:
+        config: ``c.config.madengine`` (may be ``None`` outside Invoke).
+        flags: task flags; ``None`` means "not given on the command line".
+
+    Returns:
+        A dict with every key of :data:`DEFAULTS` plus the given flags.
+
+    Raises:
+        ConfigError: a ``MADENGINE_*`` value of the wrong type.
+    """
+    merged = dict(DEFAULTS)
+    if config:
+        merged.update({k: config[k] for k in config})
+    for key, default in DEFAULTS.items():
+        env = os.environ.get(f"MADENGINE_{key.upper()}")
+        if env is not None:
+            merged[key] = _cast(key, env, default)
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    return merged
+
+
+def parse_timeout(value: Any) -> int | None:
+    """``--timeout`` as seconds: ``None``/negative → ``None`` (use the model's), ``0`` → no limit.
+
+    Raises:
+        ConfigError: not a whole number.
+    """
+    if value is None or value == "":
+        return None
+    try:
+        seconds = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--timeout: {value!r} is not a whole number of seconds (0 = no limit)") from None
+    return None if seconds < 0 else seconds

@@ -1,0 +1,88 @@
+"""Shared task plumbing: error → exit-code translation, and the option help texts every task uses alike."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from invoke import Exit, task
+
+from madengine.errors import EXIT_INTERRUPTED, MadEngineError
+
+HELP = {
+    "tags": "model name or tag to select (repeatable; 'all' selects every model; name:key=value adds --key value)",
+    "exclude_tags": "model name or tag to leave out (repeatable)",
+    "hub": "model hub root (MAD layout); default: the current directory",
+    "additional_context": "context as a JSON object, e.g. '{\"gpu_vendor\": \"NONE\"}' (wins over the file)",
+    "additional_context_file": "context JSON file",
+    "registry": "push built images to this registry (host:port), recorded as registry_image",
+    "manifest_output": "where to write the build manifest (default build_manifest.json)",
+    "manifest_file": "run the images of this build manifest (skips the build)",
+    "clean_docker_cache": "build with --no-cache",
+    "live_output": "stream build and model output to the terminal",
+    "timeout": "seconds for each model's run step (default: the model's timeout, 7200; 0 = no limit)",
+    "keep_alive": "leave the container running after the model (implies --keep-model-dir)",
+    "keep_model_dir": "keep the model's work directory after the run",
+    "skip_model_run": "print what would run; run nothing and write no perf row",
+    "output": "perf.csv to append rows to (default perf.csv); logs go next to it",
+    "json": "print JSON instead of a table",
+    "include_deprecated": "also select models marked is_deprecated",
+}
+
+
+def _debug_enabled() -> bool:
+    return bool(os.environ.get("MADENGINE_DEBUG")) or logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def mad_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
+    """``invoke.task`` whose body's :class:`MadEngineError` becomes ``Exit(message, code)`` (one line, no traceback
+    unless ``-d``/``MADENGINE_DEBUG=1``), and whose Ctrl-C/SIGTERM becomes exit code 130.
+
+    Use exactly like ``@task(...)``; ``help`` defaults to the shared texts in :data:`HELP`.
+    """
+
+    def decorate(body: Callable[..., Any]) -> Any:
+        @functools.wraps(body)
+        def wrapper(c: Any, *a: Any, **kw: Any) -> Any:
+            previous = signal.signal(signal.SIGTERM, _sigterm) if _main_thread() else None
+            try:
+                return body(c, *a, **kw)
+            except MadEngineError as e:
+                if _debug_enabled():
+                    traceback.print_exc()
+                raise Exit(f"madengine: error: {e.message}", code=e.exit_code) from None
+            except KeyboardInterrupt:
+                raise Exit("madengine: interrupted; started containers were removed", code=EXIT_INTERRUPTED) \
+                    from None
+            finally:
+                if previous is not None:
+                    signal.signal(signal.SIGTERM, previous)
+
+        names = [p for p in body.__code__.co_varnames[1:body.__code__.co_argcount]]
+        kwargs.setdefault("help", {k: v for k, v in HELP.items() if k in names})
+        return task(**kwargs)(wrapper)
+
+    if args and callable(args[0]) and not kwargs:
+        return decorate(args[0])
+    return decorate
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def say(text: str) -> None:
+    """Print a result line on stdout."""
+    sys.stdout.write(text + "\n")

@@ -1,0 +1,59 @@
+"""Ctrl-C/SIGTERM remove the container; concurrent runs appending to one perf.csv lose no row."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CPU, madengine, read_perf
+
+
+def _wait_for_container(client, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = client.containers.list(filters={"label": "org.madengine.model=dummy_timeout"})
+        if running:
+            return running[0].name
+        time.sleep(0.2)
+    raise AssertionError("the model's container never started")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_removes_container_and_keeps_perf_csv(hub: Path, docker_client, no_leftovers, sig) -> None:
+    assert madengine("run.local", "--tags", "dummy", "--additional-context", CPU, cwd=hub).rc == 0
+    before = (hub / "perf.csv").read_bytes()
+    proc = subprocess.Popen([sys.executable, "-m", "madengine", "run.local", "--tags", "dummy_timeout",
+                             "--timeout", "120", "--additional-context", CPU], cwd=hub,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        name = _wait_for_container(docker_client)
+        time.sleep(0.5)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert not docker_client.containers.list(all=True, filters={"name": name})
+    assert (hub / "perf.csv").read_bytes() == before
+
+
+def test_concurrent_runs_append_to_one_perf_csv(hub: Path, no_leftovers) -> None:
+    assert madengine("build", "--tags", "examples", "--additional-context", CPU, cwd=hub).rc == 0
+    env = dict(os.environ)
+    procs = [subprocess.Popen([sys.executable, "-m", "madengine", "run.local", "--manifest-file",
+                               "build_manifest.json", "--output", "shared/perf.csv"], cwd=hub, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    rows = read_perf(hub / "shared" / "perf.csv")
+    assert len(rows) == 3 * 7
+    assert (hub / "shared" / "perf.csv").read_text().count("model,n_gpus") == 1
