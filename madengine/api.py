@@ -18,9 +18,6 @@ from madengine import manifest as manifest_mod
 from madengine.errors import ConfigError, RunError
 from madengine.results.perf_csv import PerfRow
 
-#: Deployment targets ``inv run`` can route to today.
-DEPLOY_TARGETS = ("local",)
-
 
 def load_context(context_json: str | None = None, context_file: str | None = None,
                  base: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -76,25 +73,31 @@ class RunSummary:
         return [r for r in self.rows if r.status not in ("SUCCESS", "SKIPPED")]
 
 
-def run_local(manifest: manifest_mod.Manifest, ctx: dict[str, Any], *, hub: str | Path | None, output: str | Path,
-              timeout: int | None = None, keep_alive: bool = False, keep_model_dir: bool = False,
-              skip_model_run: bool = False, live_output: bool = False) -> RunSummary:
-    """Run a manifest's images on this host's engine and append rows to ``output`` (perf.csv).
+def run(manifest: manifest_mod.Manifest, ctx: dict[str, Any], *, target: str | None = None, output: str | Path,
+        hub: str | Path | None = None, timeout: int | None = None, keep_alive: bool = False,
+        keep_model_dir: bool = False, skip_model_run: bool = False, live_output: bool = False,
+        target_options: dict[str, Any] | None = None) -> RunSummary:
+    """Run a manifest's images on a deployment target and append the rows to ``output`` (perf.csv).
 
     Args:
+        target: ``local``, ``slurm``, ``k8s`` or a plugin's name; ``None`` = the context's ``deploy`` key (default
+            ``local``).
         hub: where the model scripts are; ``None`` = the hub recorded in the manifest.
         timeout: seconds; ``None`` = each model's own, 0 = no limit.
+        target_options: the target's own flags (they win over the context's section for it).
 
     Raises:
-        ConfigError, EngineError, PerfCsvError, KeyboardInterrupt (containers removed first).
+        ConfigError, EngineError, PerfCsvError, KeyboardInterrupt (containers/jobs cleaned up first).
     """
-    from madengine.run_local import RunOptions, run_manifest
+    from madengine import deploy
 
-    hub_path = Path(hub) if hub else Path(manifest.hub or ".")
-    options = RunOptions(output=Path(output), hub=hub_path, timeout=timeout, keep_alive=keep_alive,
-                         keep_model_dir=keep_model_dir, skip_model_run=skip_model_run, live_output=live_output)
-    rows = run_manifest(manifest, ctx, options)
-    return RunSummary(rows, Path(output))
+    deploy_fn = deploy.resolve(target or deploy_target(ctx))
+    request = deploy.DeployRequest(manifest=manifest, ctx=ctx, output=Path(output), hub=Path(hub) if hub else None,
+                                   timeout=timeout, keep_alive=keep_alive, keep_model_dir=keep_model_dir,
+                                   skip_model_run=skip_model_run, live_output=live_output,
+                                   target_options=dict(target_options or {}))
+    summary: RunSummary = deploy_fn(request)
+    return summary
 
 
 def check_run(summary: RunSummary) -> None:
@@ -108,15 +111,14 @@ def check_run(summary: RunSummary) -> None:
 
 
 def deploy_target(ctx: dict[str, Any]) -> str:
-    """The context's ``deploy`` key (``local`` by default).
+    """The context's ``deploy`` key (``local`` by default), checked against the registered targets.
 
     Raises:
         ConfigError: a target madengine does not know (lists the available ones).
     """
+    from madengine import deploy
+
     target = str(ctx.get("deploy") or "local")
-    if target not in DEPLOY_TARGETS:
-        planned = " (slurm and k8s deployment are not available yet in this version)" \
-            if target in ("slurm", "k8s") else ""
-        raise ConfigError(f"context key 'deploy': unknown target {target!r}; available: "
-                          f"{', '.join(DEPLOY_TARGETS)}{planned}")
+    if target not in deploy.available():
+        deploy.resolve(target)  # raises with the list of targets
     return target

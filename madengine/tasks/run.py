@@ -38,12 +38,10 @@ def _workflow(c: Any, target: str | None, **o: Any) -> None:
                              manifest_output=opts["manifest_output"], log_dir=Path(opts["output"]).parent,
                              live_output=opts["live_output"])
         hub = opts["hub"]
-    chosen = target or api.deploy_target(ctx)
-    if chosen != "local":  # pragma: no cover - only local exists so far
-        api.deploy_target({"deploy": chosen})
-    summary = api.run_local(manifest, ctx, hub=hub, output=opts["output"], timeout=timeout,
-                            keep_alive=o["keep_alive"], keep_model_dir=o["keep_model_dir"],
-                            skip_model_run=o["skip_model_run"], live_output=opts["live_output"])
+    summary = api.run(manifest, ctx, target=target, hub=hub, output=opts["output"], timeout=timeout,
+                      keep_alive=o["keep_alive"], keep_model_dir=o["keep_model_dir"],
+                      skip_model_run=o["skip_model_run"], live_output=opts["live_output"],
+                      target_options=o.get("target_options"))
     if not o["skip_model_run"]:
         say(f"{len(summary.rows)} row(s) appended to {summary.output}")
     api.check_run(summary)

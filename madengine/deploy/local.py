@@ -1,0 +1,26 @@
+"""The ``local`` target: run every image of the manifest on this host's Docker engine (``inv run.local``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from madengine.deploy import DeployRequest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from madengine.api import RunSummary
+
+
+def deploy(request: DeployRequest) -> RunSummary:
+    """Run the manifest here and append rows to ``request.output``; see :func:`madengine.run_local.run_manifest`.
+
+    The hub (model scripts) is ``request.hub``, else the hub recorded in the manifest, else the current directory.
+    """
+    from madengine.api import RunSummary
+    from madengine.run_local import RunOptions, run_manifest
+
+    hub = request.hub or Path(request.manifest.hub or ".")
+    options = RunOptions(output=request.output, hub=hub, timeout=request.timeout, keep_alive=request.keep_alive,
+                         keep_model_dir=request.keep_model_dir, skip_model_run=request.skip_model_run,
+                         live_output=request.live_output)
+    return RunSummary(run_manifest(request.manifest, request.ctx, options), request.output)
