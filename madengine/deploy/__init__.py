@@ -68,6 +68,7 @@ def resolve(name: str) -> Callable[[DeployRequest], Any]:
     module_name, _, attr = targets[name].partition(":")
     try:
         module = importlib.import_module(module_name)
-        return getattr(module, attr)  # type: ignore[no-any-return]
+        target: Callable[[DeployRequest], Any] = getattr(module, attr)
+        return target
     except (ImportError, AttributeError) as e:
         raise ConfigError(f"deployment target {name!r} ({targets[name]}) cannot be loaded: {e}") from None
