@@ -76,7 +76,9 @@ class RunSummary:
 def run(manifest: manifest_mod.Manifest, ctx: dict[str, Any], *, target: str | None = None, output: str | Path,
         hub: str | Path | None = None, timeout: int | None = None, keep_alive: bool = False,
         keep_model_dir: bool = False, skip_model_run: bool = False, live_output: bool = False,
-        target_options: dict[str, Any] | None = None) -> RunSummary:
+        target_options: dict[str, Any] | None = None, sys_env_details: bool | None = None,
+        tools_config: Sequence[str] = (), force_mirror_local: str | None = None,
+        data_config: str = "data.json", disable_skip_gpu_arch: bool = False) -> RunSummary:
     """Run a manifest's images on a deployment target and append the rows to ``output`` (perf.csv).
 
     Args:
@@ -85,6 +87,11 @@ def run(manifest: manifest_mod.Manifest, ctx: dict[str, Any], *, target: str | N
         hub: where the model scripts are; ``None`` = the hub recorded in the manifest.
         timeout: seconds; ``None`` = each model's own, 0 = no limit.
         target_options: the target's own flags (they win over the context's section for it).
+        sys_env_details: capture ``<model>_env.csv`` and GPU info (``None`` = the context's ``gen_sys_env_details``,
+            default on).
+        tools_config: site tools catalogues added to the packaged one.
+        force_mirror_local: mirror remote data (nas, custom) under this host directory.
+        data_config: the data providers file in the hub (madengine: ``data.json``).
 
     Raises:
         ConfigError, EngineError, PerfCsvError, KeyboardInterrupt (containers/jobs cleaned up first).
@@ -95,7 +102,9 @@ def run(manifest: manifest_mod.Manifest, ctx: dict[str, Any], *, target: str | N
     request = deploy.DeployRequest(manifest=manifest, ctx=ctx, output=Path(output), hub=Path(hub) if hub else None,
                                    timeout=timeout, keep_alive=keep_alive, keep_model_dir=keep_model_dir,
                                    skip_model_run=skip_model_run, live_output=live_output,
-                                   target_options=dict(target_options or {}))
+                                   target_options=dict(target_options or {}), sys_env_details=sys_env_details,
+                                   tools_config=list(tools_config), force_mirror_local=force_mirror_local,
+                                   data_config=data_config, disable_skip_gpu_arch=disable_skip_gpu_arch)
     summary: RunSummary = deploy_fn(request)
     return summary
 

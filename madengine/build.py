@@ -21,6 +21,7 @@ from madengine import manifest as manifest_mod
 from madengine.context import deployment_config
 from madengine.errors import BuildError, ConfigError
 from madengine.hub import Model
+from madengine.workflow import credentials
 
 #: Context keys the manifest's ``context`` section keeps (madengine v2's list plus the selection keys).
 STORED_CONTEXT_KEYS = ("docker_env_vars", "docker_mounts", "docker_build_arg", "gpu_vendor", "guest_os", "docker_gpus",
@@ -81,6 +82,8 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
     manifest = manifest_mod.Manifest(context=stored, deployment_config=deployment_config(ctx), registry=registry,
                                      hub=str(hub.resolve()))
     build_args = dict(ctx.get("docker_build_arg") or {})
+    creds = credentials.load(hub)
+    masker = credentials.Masker(credentials.secret_values(creds))
     failures: list[tuple[str, str]] = []
     log_dir.mkdir(parents=True, exist_ok=True)
     for model in models:
@@ -101,14 +104,16 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
             start = time.monotonic()
             with open(log_path, "w", encoding="utf-8") as log:
                 def write(text: str, _log: Any = log) -> None:
+                    text = masker.text(text)
                     _log.write(text)
                     _log.flush()
                     if live_output:
                         console.err().out(text, end="", highlight=False)
 
                 try:
+                    model_args = build_args | credentials.model_env(creds, model.cred or "", model.name)
                     image_id = docker_engine.build_image(client, context_dir=context_dir, dockerfile=hub / path,
-                                                         tag=image, build_args=build_args, no_cache=clean_cache,
+                                                         tag=image, build_args=model_args, no_cache=clean_cache,
                                                          log=write)
                 except BuildError as e:
                     base = build_args.get("BASE_DOCKER") or dockerfiles.default_base_docker(hub / path)
@@ -116,7 +121,7 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
                     if base and not docker_engine.image_exists(client, base):
                         hint = (f"; base image {base} is not on this engine (make it, e.g. `bash dev/engine.sh up`, "
                                 "or set docker_build_arg.BASE_DOCKER)")
-                    failures.append((model.name, f"{e.message[:200]}{hint}"))
+                    failures.append((model.name, masker.text(f"{e.message[:200]}{hint}")))
                     console.warn(f"{failures[-1][1]} (log: {log_path})")
                     continue
                 duration = time.monotonic() - start

@@ -52,6 +52,7 @@ class ContextModel(BaseModel):
     gpu_vendor: Literal["AMD", "NVIDIA", "NONE"] | None = None
     guest_os: str | None = None
     deploy: str | None = None
+    runtime: Literal["docker", "native"] | None = None  # how a node runs the model: in a container, or natively
     docker_env_vars: dict[str, str] = Field(default_factory=dict)
     docker_mounts: dict[str, str] = Field(default_factory=dict)
     docker_build_arg: dict[str, str] = Field(default_factory=dict)

@@ -187,12 +187,14 @@ class ExecResult:
 
 
 def exec_stream(client: docker.DockerClient, container: Container, command: list[str], *, workdir: str,
-                env: dict[str, str], on_output: Callable[[bytes], None], timeout: float | None) -> ExecResult:
+                env: dict[str, str], on_output: Callable[[bytes], None], timeout: float | None,
+                on_timeout: Callable[[], object] | None = None, grace: float = 20.0) -> ExecResult:
     """Run ``command`` in the running container, streaming stdout+stderr chunks to ``on_output``.
 
     Args:
-        timeout: seconds; when exceeded the container is killed (the only reliable way to stop the whole process
-            tree) and ``timed_out`` is set. ``None`` means no limit.
+        timeout: seconds; ``None`` means no limit. When exceeded, ``on_timeout`` is called (it should stop the
+            command's process group); if the output has not ended ``grace`` seconds later, the container is killed.
+            Either way ``timed_out`` is set.
 
     Raises:
         KeyboardInterrupt: passed through (the caller removes the container).
@@ -220,9 +222,14 @@ def exec_stream(client: docker.DockerClient, container: Container, command: list
     reader.start()
     reader.join(timeout)
     if reader.is_alive():
-        kill_container(container)
-        reader.join(30)
-        return ExecResult(None, time.monotonic() - start, timed_out=True)
+        elapsed = time.monotonic() - start
+        if on_timeout is not None:
+            on_timeout()
+            reader.join(grace)
+        if reader.is_alive():
+            kill_container(container)
+            reader.join(30)
+        return ExecResult(None, elapsed, timed_out=True)
     try:
         code = client.api.exec_inspect(exec_id).get("ExitCode")
     except docker.errors.APIError:
@@ -246,6 +253,20 @@ def shielded() -> Iterator[None]:
             signal.signal(sig, handler)
         if pending:
             signal.raise_signal(pending[0])
+
+
+def exec_quiet(client: docker.DockerClient, container: Container, command: list[str]) -> int | None:
+    """Run a short command in the container and wait for it; returns its exit code (``None`` if the engine
+    refused). Output is discarded."""
+    import docker.errors
+
+    try:
+        exec_id = client.api.exec_create(container.id, command, stdout=False, stderr=False)["Id"]
+        client.api.exec_start(exec_id)
+        code: int | None = client.api.exec_inspect(exec_id).get("ExitCode")
+        return code
+    except docker.errors.APIError:
+        return None
 
 
 def kill_container(container: Container) -> None:

@@ -8,7 +8,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,12 @@ class RunOptions:
     skip_model_run: bool = False
     live_output: bool = False
     disable_skip_gpu_arch: bool = False
+    sys_env_details: bool | None = None
+    tools_config: list[str] = field(default_factory=list)
+    force_mirror_local: str | None = None
+    data_config: str = "data.json"
+    deployment_type: str = "local"
+    nnodes: int = 1
 
 
 def effective_timeout(model_timeout: Any, cli_timeout: int | None) -> float | None:
@@ -53,6 +59,40 @@ def skipped_for_arch(model: Mapping[str, Any], arch: str) -> bool:
     return bool(arch) and arch in names
 
 
+def _run_one(client: Any, request: RunRequest, model: Mapping[str, Any], image: str, ref: str,
+             options: RunOptions, data_config: Mapping[str, Any], creds: Mapping[str, Any],
+             work_root: Path) -> list[PerfRow]:
+    """Rows of one model: SKIPPED for its GPU architecture, FAILURE when its image or data is missing, else run."""
+    from madengine import docker_engine
+    from madengine.workflow import data
+    from madengine.workflow.runner import base_row
+
+    if not options.disable_skip_gpu_arch and skipped_for_arch(model, request.gpus.architecture):
+        return [base_row(request).model_copy(update={
+            "status": "SKIPPED", "reason": f"skip_gpu_arch lists {request.gpus.architecture}"})]
+    if client is not None and ref == image and not docker_engine.image_exists(client, image):
+        return [base_row(request).model_copy(update={
+            "status": "FAILURE", "reason": f"image {image} is not on this engine and has no registry_image; "
+                                           "run `inv build` first"})]
+    if model.get("data") and not options.skip_model_run:
+        try:
+            request.data = data.resolve(str(model["data"]), data_config, hub=options.hub, creds=creds,
+                                        force_mirror=options.force_mirror_local,
+                                        default_root=work_root.parent / "data")
+        except data.DataError as e:
+            return [base_row(request).model_copy(update={"status": "FAILURE", "reason": str(e),
+                                                         "dataname": str(model["data"])})]
+    if client is None:  # "runtime": "native": no container (madengine.workflow.native)
+        from madengine.workflow.native import run_model_native
+
+        console.progress(f"running {model['name']} natively (no container)"
+                         + (f" (timeout {request.timeout:.0f} s)" if request.timeout else ""))
+        return run_model_native(request, console.progress)
+    console.progress(f"running {model['name']} in {ref}"
+                     + (f" (timeout {request.timeout:.0f} s)" if request.timeout else ""))
+    return run_model(client, request, console.progress)
+
+
 def run_manifest(manifest: Manifest, ctx: dict[str, Any], options: RunOptions,
                  on_rows: Callable[[list[PerfRow]], None] | None = None) -> list[PerfRow]:
     """Run every built image of ``manifest`` here and append the rows to ``options.output``.
@@ -71,50 +111,49 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], options: RunOptions,
         KeyboardInterrupt: Ctrl-C, after the running container was removed.
     """
     from madengine import docker_engine
+    from madengine.workflow import credentials, data, tools
 
     host = gpu.detect()
-    client = docker_engine.connect()
+    native = ctx.get("runtime") == "native"
+    client = None if native else docker_engine.connect()
     if not options.skip_model_run:
         append_rows(options.output, [])  # fail fast on a foreign perf.csv header, before any model runs
+    tool_plan = tools.plan(ctx.get("tools") or [], tools.load_catalogue(options.tools_config))
+    creds = credentials.load(options.hub)
+    masker = credentials.Masker(credentials.secret_values(creds))
+    data_config = data.load_config(options.hub, ctx, options.data_config)
+    sys_env = options.sys_env_details if options.sys_env_details is not None else \
+        ctx.get("gen_sys_env_details", True) is not False
     run_id = uuid.uuid4().hex[:12]
     log_dir = options.output.resolve().parent
     work_root = log_dir / ".madengine" / "work"
     all_rows: list[PerfRow] = []
-    extra_env = {"BUILD_NUMBER": os.environ.get("BUILD_NUMBER", "")}
+    build_number = os.environ.get("BUILD_NUMBER", "")
     for image, build in manifest.built_images.items():
         model = manifest.built_models.get(image) or {"name": build.model}
         assignment = gpu.assign(ctx, str(model.get("n_gpus", "-1")), host)
         ref = image
-        if not docker_engine.image_exists(client, image) and build.registry_image:
+        if client is not None and not docker_engine.image_exists(client, image) and build.registry_image:
             console.progress(f"pulling {build.registry_image}")
             docker_engine.pull_image(client, build.registry_image)
             ref = build.registry_image
+        extra_env = {"BUILD_NUMBER": build_number,
+                     **credentials.model_env(creds, str(model.get("cred") or ""), model["name"])}
         request = RunRequest(
             model=model, build=build.model_dump(), image=ref, hub=options.hub, ctx=ctx, gpus=assignment,
             timeout=effective_timeout(model.get("timeout"), options.timeout), log_dir=log_dir,
             work_root=work_root, run_id=run_id, keep_alive=options.keep_alive,
             keep_model_dir=options.keep_model_dir, skip_model_run=options.skip_model_run,
-            live_output=options.live_output, extra_env=extra_env)
-        if not options.disable_skip_gpu_arch and skipped_for_arch(model, assignment.architecture):
-            from madengine.workflow.runner import base_row
-
-            rows = [base_row(request).model_copy(update={
-                "status": "SKIPPED", "reason": f"skip_gpu_arch lists {assignment.architecture}"})]
-        elif ref == image and not docker_engine.image_exists(client, image):
-            from madengine.workflow.runner import base_row
-
-            rows = [base_row(request).model_copy(update={
-                "status": "FAILURE", "reason": f"image {image} is not on this engine and has no registry_image; "
-                                               "run `inv build` first"})]
-        else:
-            console.progress(f"running {model['name']} in {ref}"
-                             + (f" (timeout {request.timeout:.0f} s)" if request.timeout else ""))
-            rows = run_model(client, request, console.progress)
+            live_output=options.live_output, extra_env=extra_env, sys_env_details=sys_env, tools=tool_plan,
+            masker=masker, deployment_type=options.deployment_type, nnodes=options.nnodes)
+        rows = _run_one(client, request, model, image, ref, options, data_config, creds, work_root)
         if not options.skip_model_run:
             append_rows(options.output, rows)
         for row in rows:
-            note = f" ({row.reason})" if row.reason and row.status != "SUCCESS" else ""
+            note = f" ({masker.text(row.reason)})" if row.reason and row.status != "SUCCESS" else ""
             console.progress(f"{row.model}: {row.status} {row.performance} {row.metric}{note}".rstrip())
+        for path in request.artifacts:
+            console.progress(f"{model['name']}: collected {path}")
         all_rows.extend(rows)
         if on_rows:
             on_rows(rows)

@@ -72,10 +72,12 @@ def hub(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def no_leftovers(docker_client) -> Iterator[None]:
-    """Fail the test if it leaves a madengine container behind."""
+def no_leftovers(docker_client, hub: Path) -> Iterator[None]:
+    """Fail the test if it leaves a madengine container behind (one whose output dir is in this test's hub; other
+    users of the same engine are not counted)."""
     def ours() -> set[str]:
-        return {c.name for c in docker_client.containers.list(all=True, filters={"label": "org.madengine.run-id"})}
+        found = docker_client.containers.list(all=True, filters={"label": "org.madengine.run-id"})
+        return {c.name for c in found if c.labels.get("org.madengine.output-dir", "").startswith(str(hub))}
 
     before = ours()
     yield

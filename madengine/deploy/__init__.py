@@ -24,6 +24,8 @@ ENTRY_POINT_GROUP = "madengine.deployments"
 #: name → "module:function" of the built-in targets.
 BUILTIN_TARGETS: dict[str, str] = {
     "local": "madengine.deploy.local:deploy",
+    "slurm": "madengine.deploy.slurm:deploy",
+    "k8s": "madengine.deploy.k8s:deploy",
 }
 
 
@@ -45,6 +47,11 @@ class DeployRequest:
     skip_model_run: bool = False
     live_output: bool = False
     target_options: dict[str, Any] = field(default_factory=dict)
+    sys_env_details: bool | None = None
+    tools_config: list[str] = field(default_factory=list)
+    force_mirror_local: str | None = None
+    data_config: str = "data.json"
+    disable_skip_gpu_arch: bool = False
 
 
 def available() -> dict[str, str]:

@@ -68,9 +68,10 @@ def mad_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
                 if previous is not None:
                     signal.signal(signal.SIGTERM, previous)
 
-        names = [p for p in body.__code__.co_varnames[1:body.__code__.co_argcount]]
-        kwargs.setdefault("help", {k: v for k, v in HELP.items() if k in names})
-        return task(**kwargs)(wrapper)
+        names = set(body.__code__.co_varnames[1:body.__code__.co_argcount])
+        texts = kwargs.pop("help", None) or HELP
+        kwargs.setdefault("auto_shortflags", False)  # long flags are the contract; short ones would shift
+        return task(help={k: v for k, v in texts.items() if k in names}, **kwargs)(wrapper)
 
     if args and callable(args[0]) and not kwargs:
         return decorate(args[0])

@@ -2,10 +2,21 @@
 Kubernetes pod).
 
 Sequence (madengine v1 ``tools/run_models.py``, kept compatible): a per-model workspace on the host is mounted at
-``/myworkspace``; the model's scripts directory is copied into ``/myworkspace/<model dir>`` (``run_directory``, or
-the last part of the model's ``url``); a container is started from the built image; ``bash run.sh <args>`` (or the
-``scripts`` file) runs in the model dir with the whole output teed to ``<model>_<dockerfile>.run.live.log``; the
-output is parsed into perf rows; the container is removed (also on errors and Ctrl-C) unless ``keep_alive``.
+``/myworkspace``, holding madengine's packaged ``scripts/common/`` and the model's scripts directory copied into
+``/myworkspace/<model dir>`` (``run_directory``, or the last part of the model's ``url``). A container is started
+from the built image and these steps run in it, in the model dir, each output teed to
+``<model>_<dockerfile>.run.live.log``:
+
+1. system-environment capture (``<model>_env.csv`` next to perf.csv) and GPU info, unless disabled;
+2. pre-scripts: the tools' (reverse order), then the context's ``pre_scripts``; the data provider's script;
+3. the model: ``[tool wrappers] [encapsulate_script] bash run.sh <args>`` (or the ``scripts`` file), under the
+   timeout; on timeout its process group is stopped (TERM, then KILL), the container only as a last resort;
+4. post-scripts, which run even after a failed or timed-out model: the context's ``post_scripts``, the tools'
+   (in order), GPU info.
+
+Only the model step's output is parsed into perf rows. Tool outputs are copied to
+``madengine-runs/<run id>/<log name>/`` next to perf.csv. The container is removed (also on errors and Ctrl-C)
+unless ``keep_alive``.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +43,20 @@ from madengine.results.perf_parse import (
     parse_multiple_results,
     parse_performance,
 )
+from madengine.workflow.credentials import Masker
+from madengine.workflow.data import DataPlan, dir_size
+from madengine.workflow.tools import ToolPlan
 
 WORKSPACE = "/myworkspace"
+SCRIPT_STEP_TIMEOUT = 600.0  # seconds for each pre/post-script, as madengine
+DATA_STEP_TIMEOUT = 1200.0   # seconds for a custom data provider script, as madengine
+_PID_FILE = "/tmp/.madengine-step.pid"
+# Runs $MADENGINE_STEP as a background job: job control gives it its own process group, which a timeout can stop.
+# (``set +m`` right after the fork keeps bash's job notices out of the log; the group stays.)
+_STEP_WRAPPER = f'set -m; bash -c "$MADENGINE_STEP" & echo $! > {_PID_FILE}; set +m; wait $!'
+_STOP_STEP = (f'p=$(cat {_PID_FILE} 2>/dev/null) || exit 0; kill -TERM -- "-$p" 2>/dev/null; '
+              f'for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 -- "-$p" 2>/dev/null || exit 0; sleep 1; done; '
+              f'kill -KILL -- "-$p" 2>/dev/null; true')
 
 
 @dataclass
@@ -40,7 +64,8 @@ class RunRequest:
     """Everything needed to run one built image of one model.
 
     ``model`` is the models.json entry (dict); ``build`` the manifest's build record (dict); ``timeout`` in seconds
-    (``None`` = no limit); ``log_dir`` receives the run log; ``work_root`` the per-model workspaces.
+    (``None`` = no limit); ``log_dir`` receives the run log and ``<model>_env.csv``; ``work_root`` the per-model
+    workspaces; ``artifacts`` is filled with the paths of collected tool outputs.
     """
 
     model: dict[str, Any]
@@ -58,7 +83,23 @@ class RunRequest:
     skip_model_run: bool = False
     live_output: bool = False
     deployment_type: str = "local"
+    nnodes: int = 1
     extra_env: dict[str, str] = field(default_factory=dict)
+    sys_env_details: bool = True
+    tools: ToolPlan = field(default_factory=ToolPlan)
+    data: DataPlan | None = None
+    masker: Masker = field(default_factory=Masker)
+    artifacts: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class Step:
+    """One command run in the container: ``name`` for messages, ``timeout`` in seconds."""
+
+    name: str
+    command: str
+    timeout: float | None
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def model_dir_name(model: dict[str, Any]) -> str:
@@ -89,19 +130,39 @@ def script_command(model: dict[str, Any], args: str) -> tuple[Path, str]:
     return path, f"bash run.sh {args}".strip()
 
 
-def _copy_scripts(src: Path, dest: Path) -> None:
-    if not src.is_dir():
-        raise ConfigError(f"models.json: scripts directory {src} does not exist")
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(src, dest, symlinks=False, dirs_exist_ok=True)
+def env_csv_name(model_name: str) -> str:
+    """``<model>_env.csv`` with ``/`` in the model name replaced by ``_``."""
+    return f"{model_name.replace('/', '_')}_env.csv"
+
+
+def install_common_scripts(workspace: Path, hub: Path) -> None:
+    """Copy madengine's packaged ``scripts/common`` into the workspace, then the hub's own ``scripts/common`` (if
+    any) over it, so a hub can override a packaged script."""
+    packaged = resources.files("madengine").joinpath("data/scripts/common")
+    with resources.as_file(packaged) as source:
+        shutil.copytree(source, workspace / "scripts" / "common", dirs_exist_ok=True)
+    if (hub / "scripts" / "common").is_dir():
+        shutil.copytree(hub / "scripts" / "common", workspace / "scripts" / "common", dirs_exist_ok=True)
+
+
+def _copy_from_hub(hub: Path, relative: str, workspace: Path) -> None:
+    source = hub / relative
+    if source.is_file():
+        (workspace / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, workspace / relative)
+    elif not (workspace / relative).is_file():
+        raise ConfigError(f"script {relative!r} (pre_scripts/post_scripts/tools) exists neither in the hub "
+                          f"({hub}) nor among madengine's packaged scripts/common")
 
 
 def base_row(req: RunRequest) -> PerfRow:
     """The perf row fields known before the model runs (model, GPUs, image, machine, ...)."""
     model, build = req.model, req.build
     tags = model.get("tags") or []
+    data = req.data
     return PerfRow(
-        model=model["name"], n_gpus=str(req.gpus.count), nnodes="1", gpus_per_node=str(req.gpus.count),
+        model=model["name"], n_gpus=str(req.gpus.count * req.nnodes), nnodes=str(req.nnodes),
+        gpus_per_node=str(req.gpus.count),
         training_precision=model.get("training_precision") or "", args=model.get("args") or "",
         tags=",".join(tags) if isinstance(tags, list) else str(tags),
         docker_file=build.get("dockerfile", ""), base_docker=build.get("base_docker", ""),
@@ -110,6 +171,9 @@ def base_row(req: RunRequest) -> PerfRow:
         launcher=str(req.ctx.get("launcher") or (req.ctx.get("distributed") or {}).get("launcher") or ""),
         gpu_architecture=req.gpus.architecture,
         build_duration=f"{float(build.get('build_duration') or 0):.2f}",
+        dataname=data.dataname if data else "", data_provider_type=data.provider_type if data else "",
+        data_size=str(data.size_bytes) if data and data.size_bytes is not None else "",
+        data_download_duration=f"{data.download_duration:.2f}" if data else "",
         build_number=str(req.extra_env.get("BUILD_NUMBER", "")),
         additional_docker_run_options=model.get("additional_docker_run_options") or "",
         status="FAILURE",
@@ -117,7 +181,8 @@ def base_row(req: RunRequest) -> PerfRow:
 
 
 def container_env(req: RunRequest) -> dict[str, str]:
-    """Environment of the model's container: madengine's ``MAD_*`` contract plus ``docker_env_vars``."""
+    """Environment of the model's container: madengine's ``MAD_*`` contract, the model's and the context's
+    ``env_vars``, data and credential variables, and the context's ``docker_env_vars`` (which win)."""
     env = {
         "MAD_MODEL_NAME": req.model["name"],
         "MAD_GPU_VENDOR": req.gpus.vendor,
@@ -128,6 +193,9 @@ def container_env(req: RunRequest) -> dict[str, str]:
     }
     env.update({k: str(v) for k, v in (req.model.get("env_vars") or {}).items()})
     env.update(req.ctx.get("env_vars") or {})
+    if req.data:
+        env.update(req.data.env)
+    env.update({k: v for k, v in req.extra_env.items() if k != "BUILD_NUMBER"})
     env.update(req.ctx.get("docker_env_vars") or {})
     return env
 
@@ -160,11 +228,101 @@ def _rows_from_output(req: RunRequest, row: PerfRow, log_text: str, model_dir: P
     return [row.model_copy(update=update)]
 
 
+def plan_steps(req: RunRequest, model_command: str) -> tuple[list[Step], Step, list[Step]]:
+    """The pre-steps, the model step and the post-steps of one run (see the module docstring for the order)."""
+    common = f"{WORKSPACE}/scripts/common"
+    pre: list[Step] = []
+    post: list[Step] = []
+    if req.sys_env_details:
+        out = f"{WORKSPACE}/{env_csv_name(req.model['name'])}"
+        pre.append(Step("sys-env", f"bash {common}/pre_scripts/sys_env.sh {shlex.quote(out)}", SCRIPT_STEP_TIMEOUT))
+        pre.append(Step("gpu-info", f"bash {common}/gpu_info.sh before", SCRIPT_STEP_TIMEOUT))
+    scripts_pre = list(req.tools.pre_scripts) + [_script_ref(s) for s in req.ctx.get("pre_scripts") or []]
+    scripts_post = [_script_ref(s) for s in req.ctx.get("post_scripts") or []] + list(req.tools.post_scripts)
+    for ref in scripts_pre:
+        pre.append(Step(f"pre-script {ref.path}", f"bash {WORKSPACE}/{ref.path} {ref.args}".strip(),
+                        SCRIPT_STEP_TIMEOUT))
+    if req.data and req.data.container_step:
+        pre.append(Step(f"data {req.data.dataname} (custom)", req.data.container_step, DATA_STEP_TIMEOUT))
+    for ref in scripts_post:
+        post.append(Step(f"post-script {ref.path}", f"bash {WORKSPACE}/{ref.path} {ref.args}".strip(),
+                         SCRIPT_STEP_TIMEOUT))
+    if req.sys_env_details:
+        post.append(Step("gpu-info", f"bash {common}/gpu_info.sh after", SCRIPT_STEP_TIMEOUT))
+    model = Step("model", model_command, req.timeout, env=dict(req.tools.env))
+    return pre, model, post
+
+
+def _script_ref(entry: Any) -> Any:
+    from madengine.context import ScriptRef
+
+    return entry if isinstance(entry, ScriptRef) else ScriptRef.model_validate(entry)
+
+
+def prepare_workspace(req: RunRequest, workspace: Path, scripts_dir: Path, model_dir: str) -> None:
+    """Lay out the workspace: packaged and hub common scripts, the model's scripts, every script a step names."""
+    if workspace.exists():
+        shutil.rmtree(workspace)
+    source = req.hub / scripts_dir
+    if not source.is_dir():
+        raise ConfigError(f"models.json: scripts directory {source} does not exist")
+    install_common_scripts(workspace, req.hub)
+    shutil.copytree(source, workspace / model_dir, dirs_exist_ok=True)
+    refs = list(req.tools.pre_scripts) + list(req.tools.post_scripts) + [
+        _script_ref(s) for key in ("pre_scripts", "post_scripts") for s in req.ctx.get(key) or []]
+    for ref in refs:
+        _copy_from_hub(req.hub, ref.path, workspace)
+    if req.data and req.data.script:
+        _copy_from_hub(req.hub, req.data.script, workspace)
+
+
+def collect_artifacts(req: RunRequest, workspace: Path, model_dir: Path, log_base: str) -> None:
+    """Copy ``<model>_env.csv`` next to perf.csv and the tools' outputs into the per-run directory."""
+    env_csv = workspace / env_csv_name(req.model["name"])
+    if env_csv.is_file():
+        shutil.copy2(env_csv, req.log_dir / env_csv.name)
+        req.artifacts.append(req.log_dir / env_csv.name)
+    dest = req.log_dir / "madengine-runs" / req.run_id / log_base
+    for pattern in req.tools.outputs:
+        for found in sorted(model_dir.glob(pattern)):
+            if found.is_file():
+                target = dest / found.relative_to(model_dir)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(found, target)
+                req.artifacts.append(target)
+
+
+class _Log:
+    """The run log: masked, line-buffered writes to the file and (with live output) to the terminal."""
+
+    def __init__(self, path: Path, masker: Masker, live: bool) -> None:
+        self.file = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self.masker, self.live = masker, live
+
+    def write(self, chunk: bytes) -> None:
+        data = self.masker.feed(chunk)
+        if data:
+            self.file.write(data)
+            self.file.flush()
+            if self.live:
+                sys.stdout.buffer.write(data)
+                sys.stdout.flush()
+
+    def close(self) -> None:
+        self.write(b"")
+        rest = self.masker.flush()
+        if rest:
+            self.file.write(rest)
+            if self.live:
+                sys.stdout.buffer.write(rest)
+        self.file.close()
+
+
 def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list[PerfRow]:
     """Run one model in a container and return its perf rows (one, or one per ``multiple_results`` line).
 
-    Failures of the model itself (non-zero exit, timeout, error marker in the log, missing performance) become
-    FAILURE rows with a reason. ``echo`` receives one-line progress messages.
+    Failures of the model itself (a failing pre-script, non-zero exit, timeout, error marker in the log, missing
+    performance) become FAILURE rows with a reason. ``echo`` receives one-line progress messages.
 
     Raises:
         ConfigError: bad model scripts or docker options.
@@ -182,78 +340,105 @@ def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list
     # madengine names containers container_<log base>; the run id suffix lets two runs of one model share a host.
     container_name = f"container_{log_base}-{req.run_id[:8]}"
     model_dir = model_dir_name(req.model)
-    full_command = f"cd {WORKSPACE}/{model_dir} && {encapsulate} {command}".replace("  ", " ")
+    model_command = f"cd {WORKSPACE}/{model_dir} && " + req.tools.wrap(f"{encapsulate} {command}".strip())
+    pre, model_step, post = plan_steps(req, model_command)
     if req.skip_model_run:
-        echo(f"skip-model-run: would run in {req.image}: {full_command}")
+        echo(f"skip-model-run: would run in {req.image}: {model_command}")
         return [row.model_copy(update={"status": "SKIPPED", "reason": "--skip-model-run"})]
 
     kwargs, extra_env, volumes = parse_run_options(row.additional_docker_run_options)
     workspace = req.work_root / container_name
-    if workspace.exists():
-        shutil.rmtree(workspace)
-    _copy_scripts(req.hub / scripts_dir, workspace / model_dir)
+    prepare_workspace(req, workspace, scripts_dir, model_dir)
     mounts = {str(workspace): (WORKSPACE, "rw")}
     for container_path, host_path in (req.ctx.get("docker_mounts") or {}).items():
         mounts[str(Path(host_path).resolve())] = (container_path, "rw")
+    if req.data:
+        mounts.update(req.data.mounts)
     for volume in volumes:
         parts = volume.split(":")
         if len(parts) < 2:
             raise ConfigError(f"additional_docker_run_options: -v {volume!r} needs HOST:CONTAINER[:MODE]")
         mounts[str(Path(parts[0]).resolve())] = (parts[1], parts[2] if len(parts) > 2 else "rw")
-    env = container_env(req) | extra_env
     devices = req.gpus.devices + kwargs.pop("devices", [])
     spec = docker_engine.ContainerSpec(
         image=req.image, name=container_name, labels={docker_engine.RUN_LABEL: req.run_id,
-                                                      "org.madengine.model": req.model["name"]},
-        env=env, mounts=mounts, devices=[d.split(":")[0] for d in devices],
+                                                      "org.madengine.model": req.model["name"],
+                                                      "org.madengine.output-dir": str(req.log_dir)},
+        env=container_env(req) | extra_env, mounts=mounts, devices=[d.split(":")[0] for d in devices],
         group_add=req.gpus.group_add + kwargs.pop("group_add", []), nvidia_device_ids=req.gpus.nvidia_device_ids,
         extra=kwargs)
 
     req.log_dir.mkdir(parents=True, exist_ok=True)
+    log = _Log(log_path, req.masker, req.live_output)
     container = None
-    with open(log_path, "wb") as log:
-        def write(chunk: bytes) -> None:
-            log.write(chunk)
-            log.flush()
-            if req.live_output:
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.flush()
+    model_output = bytearray()
+    failure = ""
+    result = None
+    try:
+        container = docker_engine.start_container(client, spec)
 
-        write(f"+ [{req.image}] {full_command}\n".encode())
+        def run_step(step: Step, collect: bytearray | None = None) -> docker_engine.ExecResult:
+            log.write(f"+ [{step.name}] {step.command}\n".encode())
+
+            def output(chunk: bytes) -> None:
+                if collect is not None:
+                    collect.extend(chunk)
+                log.write(chunk)
+
+            assert container is not None
+            return docker_engine.exec_stream(
+                client, container, ["bash", "-c", _STEP_WRAPPER], workdir=f"{WORKSPACE}/{model_dir}",
+                env=step.env | {"MADENGINE_STEP": step.command}, on_output=output, timeout=step.timeout,
+                on_timeout=lambda: docker_engine.exec_quiet(client, container, ["bash", "-c", _STOP_STEP]))
+
+        for step in pre:
+            outcome = run_step(step)
+            if step.name.startswith("data ") and req.data is not None:
+                req.data.download_duration = outcome.duration
+            if outcome.timed_out or outcome.exit_code != 0:
+                why = "timed out" if outcome.timed_out else f"exited with code {outcome.exit_code}"
+                failure = f"{step.name} {why}"
+                echo(f"{req.model['name']}: {failure}; skipping the model, running post-scripts")
+                break
         start = time.monotonic()
-        try:
-            container = docker_engine.start_container(client, spec)
-            output = bytearray()
-
-            def collect(chunk: bytes) -> None:
-                output.extend(chunk)
-                write(chunk)
-
-            result = docker_engine.exec_stream(client, container, ["bash", "-c", full_command],
-                                               workdir=WORKSPACE, env={}, on_output=collect, timeout=req.timeout)
-        finally:
-            if not req.keep_alive or container is None:
-                removed = (docker_engine.remove_container(container) if container is not None
-                           else docker_engine.remove_container_named(client, container_name))
-                if not removed:
-                    echo(f"warning: could not remove container {container_name}; remove it with "
-                         f"`docker rm -f {container_name}`")
-            else:
-                echo(f"keep-alive: container {container_name} left running; enter it with "
-                     f"`docker exec -it {container_name} bash`, remove it with `docker rm -f {container_name}`")
+        if not failure:
+            result = run_step(model_step, model_output)
         duration = time.monotonic() - start
-        text = output.decode("utf-8", errors="replace")
-        if result.timed_out:
-            write(f"\nmadengine: timed out after {req.timeout:.0f} s; container killed\n".encode())
+        for step in post:
+            outcome = run_step(step)
+            if outcome.timed_out or outcome.exit_code != 0:
+                echo(f"warning: {req.model['name']}: {step.name} failed "
+                     f"({'timed out' if outcome.timed_out else f'exit code {outcome.exit_code}'})")
+        if result is not None and result.timed_out:
+            log.write(f"\nmadengine: timed out after {req.timeout:.0f} s; the model was stopped\n".encode())
+    finally:
+        log.close()
+        if not req.keep_alive or container is None:
+            removed = (docker_engine.remove_container(container) if container is not None
+                       else docker_engine.remove_container_named(client, container_name))
+            if not removed:
+                echo(f"warning: could not remove container {container_name}; remove it with "
+                     f"`docker rm -f {container_name}`")
+        else:
+            echo(f"keep-alive: container {container_name} left running; enter it with "
+                 f"`docker exec -it {container_name} bash`, remove it with `docker rm -f {container_name}`")
     row.test_duration = f"{duration:.2f}"
-    if result.timed_out:
+    if req.data is not None:
+        if req.data.size_bytes is None and req.data.mounts:  # a mirrored custom download: measure it now
+            req.data.size_bytes = dir_size(Path(next(iter(req.data.mounts))))
+        row.data_size = "" if req.data.size_bytes is None else str(req.data.size_bytes)
+        row.data_download_duration = f"{req.data.download_duration:.2f}"
+    text = req.masker.text(model_output.decode("utf-8", errors="replace"))
+    if failure:
+        rows = [row.model_copy(update={"status": "FAILURE", "reason": failure})]
+    elif result is not None and result.timed_out:
         rows = [row.model_copy(update={"status": "FAILURE", "reason": f"timed out after {req.timeout:.0f} s"})]
-    elif result.exit_code != 0:
-        rows = _rows_from_output(req, row, text, workspace / model_dir, workspace)
-        reason = f"run command exited with code {result.exit_code}"
-        rows = [r.model_copy(update={"status": "FAILURE", "reason": reason}) for r in rows]
     else:
         rows = _rows_from_output(req, row, text, workspace / model_dir, workspace)
+        if result is not None and result.exit_code != 0:
+            reason = f"run command exited with code {result.exit_code}"
+            rows = [r.model_copy(update={"status": "FAILURE", "reason": reason}) for r in rows]
+    collect_artifacts(req, workspace, workspace / model_dir, log_base)
     if not (req.keep_model_dir or req.keep_alive):
         shutil.rmtree(workspace, ignore_errors=True)
     return rows
