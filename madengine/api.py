@@ -15,8 +15,51 @@ from typing import Any
 from madengine import context as context_mod
 from madengine import hub as hub_mod
 from madengine import manifest as manifest_mod
-from madengine.errors import ConfigError, RunError
-from madengine.results.perf_csv import PerfRow
+from madengine.deploy import DeployRequest
+from madengine.errors import ConfigError, MadEngineError, RunError
+from madengine.gpu import HostGpus
+from madengine.results.perf_csv import PerfRow, append_rows, read_rows
+
+__all__ = [
+    "ConfigError", "DeployRequest", "EngineStatus", "MadEngineError", "PerfRow", "RunError", "RunSummary",
+    "append_rows", "build", "check_run", "deploy_target", "detect_gpus", "discover_models", "engine_status",
+    "load_context", "load_manifest", "read_rows", "run",
+]
+
+
+def load_manifest(path: str | Path) -> manifest_mod.Manifest:
+    """Read a build manifest (``build_manifest.json``).
+
+    Raises:
+        ConfigError: missing file, bad JSON, or a record without a required key.
+    """
+    return manifest_mod.load(path)
+
+
+@dataclass
+class EngineStatus:
+    """Whether the Docker engine answers, with a one-line detail (version or the error)."""
+
+    ok: bool
+    detail: str
+
+
+def engine_status() -> EngineStatus:
+    """Ping the Docker engine (never raises)."""
+    from madengine import docker_engine
+
+    try:
+        client = docker_engine.connect(timeout=10)
+        return EngineStatus(True, f"Docker {client.version().get('Version', '?')} at {docker_engine.engine_address()}")
+    except MadEngineError as e:
+        return EngineStatus(False, e.message)
+
+
+def detect_gpus() -> HostGpus:
+    """This host's GPUs (vendor AMD/NVIDIA/NONE, count, architecture); never raises."""
+    from madengine import gpu
+
+    return gpu.detect()
 
 
 def load_context(context_json: str | None = None, context_file: str | None = None,

@@ -144,8 +144,7 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
             manifest.built_images[image] = record
             manifest.built_models[image] = model.model_dump(mode="json", exclude_none=True)
             console.progress(f"built {image} in {duration:.1f} s")
-    creds = sorted({m.cred for m in models if getattr(m, "cred", "")})
-    manifest.credentials_required = creds
+    manifest.credentials_required = sorted({m.cred for m in models if m.cred})
     written = manifest_mod.save(manifest, manifest_output) if manifest.built_images else None
     if written:
         console.progress(f"wrote {written} ({len(manifest.built_images)} image(s))")

@@ -1,0 +1,1 @@
+"""Example madengine site plugin for the (fictional) ACME benchmark fleet."""
