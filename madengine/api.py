@@ -8,7 +8,7 @@ None of them prints results: they return them (progress lines go to stderr).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -105,10 +105,13 @@ def build(hub: str | Path, tags: Sequence[str], *, exclude_tags: Sequence[str] =
 
 @dataclass
 class RunSummary:
-    """Rows of one run and where they went."""
+    """Rows of one run and where they went: ``logs`` maps a model name to its run log, ``artifacts`` lists the files
+    collected besides (``<model>_env.csv``, tool outputs)."""
 
     rows: list[PerfRow]
     output: Path
+    logs: dict[str, str] = field(default_factory=dict)
+    artifacts: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[PerfRow]:

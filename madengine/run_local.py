@@ -14,7 +14,8 @@ from typing import Any
 
 from madengine import console, gpu
 from madengine.manifest import Manifest
-from madengine.results.perf_csv import PerfRow, append_rows
+from madengine.report.relative import relative_change
+from madengine.results.perf_csv import PerfRow, append_rows, read_rows
 from madengine.workflow.runner import RunRequest, run_model
 
 DEFAULT_MODEL_TIMEOUT = 7200  # seconds, madengine's default when models.json gives none
@@ -38,6 +39,8 @@ class RunOptions:
     data_config: str = "data.json"
     deployment_type: str = "local"
     nnodes: int = 1
+    logs: dict[str, str] = field(default_factory=dict)       # filled by the run: model name → run log
+    artifacts: list[str] = field(default_factory=list)       # filled by the run: collected files
 
 
 def effective_timeout(model_timeout: Any, cli_timeout: int | None) -> float | None:
@@ -124,6 +127,8 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], options: RunOptions,
     data_config = data.load_config(options.hub, ctx, options.data_config)
     sys_env = options.sys_env_details if options.sys_env_details is not None else \
         ctx.get("gen_sys_env_details", True) is not False
+    previous: list[Any] = read_rows(options.output) if options.output.is_file() and not options.skip_model_run \
+        else []
     run_id = uuid.uuid4().hex[:12]
     log_dir = options.output.resolve().parent
     work_root = log_dir / ".madengine" / "work"
@@ -148,7 +153,14 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], options: RunOptions,
             masker=masker, deployment_type=options.deployment_type, nnodes=options.nnodes)
         rows = _run_one(client, request, model, image, ref, options, data_config, creds, work_root)
         if not options.skip_model_run:
+            for row in rows:  # against earlier runs of the same benchmark in this perf.csv
+                row.relative_change = relative_change(previous, row)
             append_rows(options.output, rows)
+            previous.extend(rows)
+            log = log_dir / f"{build.log_base or model['name'].replace('/', '_')}.run.live.log"
+            if log.is_file():
+                options.logs[model["name"]] = str(log)
+            options.artifacts.extend(str(p) for p in request.artifacts)
         for row in rows:
             note = f" ({masker.text(row.reason)})" if row.reason and row.status != "SUCCESS" else ""
             console.progress(f"{row.model}: {row.status} {row.performance} {row.metric}{note}".rstrip())

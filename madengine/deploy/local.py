@@ -33,4 +33,5 @@ def deploy(request: DeployRequest) -> RunSummary:
         options.deployment_type = os.environ["MAD_DEPLOYMENT_TYPE"]
     if os.environ.get("MAD_NNODES", "").isdigit():
         options.nnodes = max(1, int(os.environ["MAD_NNODES"]))
-    return RunSummary(run_manifest(request.manifest, request.ctx, options), request.output)
+    rows = run_manifest(request.manifest, request.ctx, options)
+    return RunSummary(rows, request.output, logs=options.logs, artifacts=options.artifacts)

@@ -19,6 +19,7 @@ RUN_HELP = {
     "force_mirror_local": "mirror remote data (nas, custom providers) under this host directory",
     "data_config": "data providers file in the hub (default data.json)",
     "disable_skip_gpu_arch": "run models even when their skip_gpu_arch lists this GPU",
+    "summary_output": "also write a JSON run summary (statuses, reasons, durations, logs) to this file",
 }
 
 
@@ -66,6 +67,14 @@ def workflow(c: Any, target: str | None, target_options: dict[str, Any] | None =
                       disable_skip_gpu_arch=bool(o.get("disable_skip_gpu_arch")))
     if not o.get("skip_model_run"):
         say(f"{len(summary.rows)} row(s) appended to {summary.output}")
+    if o.get("summary_output"):
+        from madengine.report.summary import write_summary
+
+        manifest_path = o.get("manifest_file") or opts["manifest_output"]
+        written = write_summary(o["summary_output"], summary.rows, manifest_path=manifest_path,
+                                deployment={"target": target or api.deploy_target(ctx), **(target_options or {})},
+                                logs=summary.logs, output=summary.output)
+        say(f"run summary: {written}")
     api.check_run(summary)
 
 
@@ -74,7 +83,7 @@ def _run_task(name: str, target: str | None, doc: str, default: bool = False) ->
              additional_context_file=None, timeout=None, keep_alive=False, keep_model_dir=False,
              skip_model_run=False, live_output=False, output=None, registry=None, manifest_output=None,
              clean_docker_cache=False, sys_env_details=True, tools_config=None, force_mirror_local=None,
-             data_config=None, disable_skip_gpu_arch=False):
+             data_config=None, disable_skip_gpu_arch=False, summary_output=None):
         options = {k: v for k, v in locals().items() if k not in ("c", "target")}
         workflow(c, target, **options)
 

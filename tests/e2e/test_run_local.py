@@ -142,3 +142,18 @@ def test_inv_and_madengine_share_the_namespace(hub: Path) -> None:
     assert inv.returncode == 0, inv.stderr
     mad = madengine("discover", "--json", cwd=hub)
     assert json.loads(inv.stdout) == json.loads(mad.out)
+
+
+def test_summary_output_and_relative_change(hub: Path, no_leftovers) -> None:
+    for _ in range(2):
+        res = madengine("run.local", "--tags", "dummy3", "--tags", "dummy_fail", "--additional-context", CPU,
+                        "--summary-output", "summary.json", cwd=hub)
+        assert res.rc == 3, res.text
+    rows = read_perf(hub / "perf.csv")
+    assert [r["relative_change"] for r in rows if r["model"] == "dummy3/model_bs8"] == ["", "+0.00%"]
+    summary = json.loads((hub / "summary.json").read_text())
+    entries = {m["model"]: m for m in summary["models"]}
+    assert entries["dummy_fail"]["status"] == "FAILURE"
+    assert "exited with code 1" in entries["dummy_fail"]["reason"]
+    assert entries["dummy3/model_bs32"]["performance"] == 3200.25
+    assert any(log.endswith("dummy_fail_dummy.ubuntu.run.live.log") for log in summary["logs"])
