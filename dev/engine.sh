@@ -64,39 +64,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now_us() { local t=$EPOCHREALTIME; printf '%s' "${t//[.,]/}"; }
-since() { local d=$(( $(now_us) - $1 )); printf '%d.%ds' $((d / 1000000)) $((d / 100000 % 10)); }
-is_root() { [[ $(id -u) == 0 ]]; }
+# shellcheck source=dev/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 sha() { sha256sum | cut -d' ' -f1; }
 
-# alive PID NAME: PID is a running (not zombie) process whose comm is NAME (any comm if NAME is empty).
-# PID 1 on this machine kind does not reap orphans, so a dead daemon can linger as a zombie.
-alive() {
-    local pid=$1 name=${2:-} stat
-    [[ $pid =~ ^[0-9]+$ ]] && stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-    [[ ${stat##*) } != [ZX]* ]] || return 1
-    [[ -z $name || $(cat "/proc/$pid/comm" 2>/dev/null) == "$name" ]]
-}
-pid_of() { [[ -r $1 ]] && tr -dc '0-9' <"$1" || true; }
 
-pkg_ok() { [[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null) == installed ]]; }
-APT_UPDATED=
-ensure_pkgs() {
-    local p missing=() t
-    for p; do pkg_ok "$p" || missing+=("$p"); done
-    ((${#missing[@]})) || return 0
-    is_root || die "missing Debian packages (${missing[*]}); as root run: apt-get install ${missing[*]}"
-    t=$(now_us)
-    if [[ -z $APT_UPDATED ]]; then
-        say "apt-get update"
-        apt-get -o DPkg::Lock::Timeout=300 -q update >>"$APT_LOG" 2>&1 || die "apt-get update failed: $(tail -n1 "$APT_LOG")"
-        APT_UPDATED=1
-    fi
-    say "installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends \
-        "${missing[@]}" >>"$APT_LOG" 2>&1 || die "apt-get install ${missing[*]} failed: $(tail -n1 "$APT_LOG") (log: $APT_LOG)"
-    say "packages installed in $(since "$t")"
-}
 
 # Serialise up/registry/down between concurrent callers (root only; others cannot start anything anyway).
 lock() {

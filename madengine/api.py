@@ -23,7 +23,7 @@ from madengine.results.perf_csv import PerfRow, append_rows, read_rows
 __all__ = [
     "ConfigError", "DeployRequest", "EngineStatus", "MadEngineError", "PerfRow", "RunError", "RunSummary",
     "append_rows", "build", "check_run", "deploy_target", "detect_gpus", "discover_models", "engine_status",
-    "load_context", "load_manifest", "read_rows", "run",
+    "load_context", "load_manifest", "preflight", "read_rows", "run",
 ]
 
 
@@ -101,6 +101,27 @@ def build(hub: str | Path, tags: Sequence[str], *, exclude_tags: Sequence[str] =
                                      manifest_output=Path(manifest_output), log_dir=Path(log_dir),
                                      live_output=live_output, detected_vendor=gpu.detect().vendor)
     return outcome.manifest
+
+
+def preflight(hub: str | Path, tags: Sequence[str], exclude_tags: Sequence[str], ctx: dict[str, Any], *,
+              local: bool) -> None:
+    """Checks a build-then-run workflow makes BEFORE building: every selected model's scripts exist and, for a local
+    run, this host has the GPUs the models need (or the context says ``"gpu_vendor": "NONE"``).
+
+    Raises:
+        ConfigError: names the model and what is missing.
+    """
+    from madengine import gpu
+    from madengine.workflow.runner import script_command
+
+    host = gpu.detect() if local else None
+    for model in discover_models(hub, tags, exclude_tags):
+        scripts_dir, _ = script_command(model.model_dump(), model.args or "")
+        if not (Path(hub) / scripts_dir).is_dir():
+            raise ConfigError(f"models.json: model {model.name!r}: scripts directory {Path(hub) / scripts_dir} does "
+                              "not exist (field 'scripts')")
+        if host is not None:
+            gpu.assign(ctx, model.n_gpus, host)
 
 
 @dataclass

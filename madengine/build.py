@@ -10,6 +10,7 @@ built and the build exits with code 2 afterwards.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,15 +19,12 @@ from typing import Any
 
 from madengine import console, dockerfiles
 from madengine import manifest as manifest_mod
-from madengine.context import deployment_config
+from madengine.context import DEPLOYMENT_KEYS, deployment_config
 from madengine.errors import BuildError, ConfigError
 from madengine.hub import Model
 from madengine.workflow import credentials
 
-#: Context keys the manifest's ``context`` section keeps (madengine v2's list plus the selection keys).
-STORED_CONTEXT_KEYS = ("docker_env_vars", "docker_mounts", "docker_build_arg", "gpu_vendor", "guest_os", "docker_gpus",
-                       "docker_cpus", "tools", "pre_scripts", "post_scripts", "encapsulate_script", "model_args",
-                       "log_error_pattern_scan", "log_error_patterns", "log_error_benign_patterns", "data")
+_REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9._-]+)*$")
 
 #: Context used to filter Dockerfiles when the user gives none (madengine v2 ``additional_context_defaults``).
 BUILD_CONTEXT_DEFAULTS = {"gpu_vendor": "AMD", "guest_os": "UBUNTU"}
@@ -76,9 +74,12 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
     """
     from madengine import docker_engine
 
+    manifest_mod.check_writable(manifest_output)
+    if registry:
+        check_registry(registry)
     client = client or docker_engine.connect()
     match_ctx = filter_context(ctx, detected_vendor)
-    stored = {k: ctx[k] for k in STORED_CONTEXT_KEYS if k in ctx}
+    stored = {k: v for k, v in ctx.items() if k not in DEPLOYMENT_KEYS}
     manifest = manifest_mod.Manifest(context=stored, deployment_config=deployment_config(ctx), registry=registry,
                                      hub=str(hub.resolve()))
     build_args = dict(ctx.get("docker_build_arg") or {})
@@ -145,12 +146,26 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
             manifest.built_models[image] = model.model_dump(mode="json", exclude_none=True)
             console.progress(f"built {image} in {duration:.1f} s")
     manifest.credentials_required = sorted({m.cred for m in models if m.cred})
-    written = manifest_mod.save(manifest, manifest_output) if manifest.built_images else None
+    written, previous = manifest_mod.save(manifest, manifest_output) if manifest.built_images else (None, None)
     if written:
-        console.progress(f"wrote {written} ({len(manifest.built_images)} image(s))")
+        kept = f"; the previous manifest is kept as {previous}" if previous else ""
+        console.progress(f"wrote {written} ({len(manifest.built_images)} image(s)){kept}")
     if failures:
         detail = "; ".join(f"{name}: {reason}" for name, reason in failures[:3])
         detail += f" (+{len(failures) - 3} more)" if len(failures) > 3 else ""
         kept = "" if written else f" ({manifest_output} left unchanged)"
-        raise BuildError(f"{len(failures)} build(s) failed{kept}: {detail}")
+        error = BuildError(f"{len(failures)} build(s) failed{kept}: {detail}")
+        error.manifest = manifest if written else None  # what did build, for a build-then-run workflow
+        raise error
     return BuildOutcome(manifest, written, failures)
+
+
+def check_registry(registry: str) -> None:
+    """Check a ``--registry`` value before building: ``host[:port][/path]`` in lower case, no scheme.
+
+    Raises:
+        ConfigError: names the value and the expected form.
+    """
+    if not _REGISTRY.match(registry):
+        raise ConfigError(f"--registry: {registry!r} is not a registry address; use host[:port][/project] in lower "
+                          "case, e.g. localhost:5000")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import ast
 import difflib
 import json
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -23,13 +22,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from madengine.errors import ConfigError
+from madengine.validation import EnvVars, TextMap, first_error
 
 #: Keys whose values describe *where and how* models are deployed; the build manifest stores them as
 #: ``deployment_config`` (madengine v2).
 DEPLOYMENT_KEYS = ("deploy", "slurm", "k8s", "distributed", "launcher", "torchrun", "deepspeed", "vllm", "sglang",
                    "env_vars", "shared_storage")
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class ScriptRef(BaseModel):
@@ -53,9 +52,9 @@ class ContextModel(BaseModel):
     guest_os: str | None = None
     deploy: str | None = None
     runtime: Literal["docker", "native"] | None = None  # how a node runs the model: in a container, or natively
-    docker_env_vars: dict[str, str] = Field(default_factory=dict)
-    docker_mounts: dict[str, str] = Field(default_factory=dict)
-    docker_build_arg: dict[str, str] = Field(default_factory=dict)
+    docker_env_vars: EnvVars = Field(default_factory=dict)
+    docker_mounts: TextMap = Field(default_factory=dict)
+    docker_build_arg: EnvVars = Field(default_factory=dict)
     docker_gpus: str | None = None
     docker_cpus: str | None = None
     MAD_CONTAINER_IMAGE: str | None = None
@@ -69,7 +68,7 @@ class ContextModel(BaseModel):
     log_error_pattern_scan: bool = True
     log_error_patterns: list[str] | None = None
     log_error_benign_patterns: list[str] | None = None
-    env_vars: dict[str, str] = Field(default_factory=dict)
+    env_vars: EnvVars = Field(default_factory=dict)
     launcher: str | None = None
     slurm: dict[str, Any] | None = None
     k8s: dict[str, Any] | None = None
@@ -86,21 +85,6 @@ class ContextModel(BaseModel):
     def _upper_vendor(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("docker_env_vars", "docker_build_arg", "env_vars", "docker_mounts", mode="before")
-    @classmethod
-    def _stringify(cls, value: Any) -> Any:
-        if isinstance(value, Mapping):
-            return {k: (str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v)
-                    for k, v in value.items()}
-        return value
-
-    @field_validator("docker_env_vars", "docker_build_arg", "env_vars")
-    @classmethod
-    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not _ENV_NAME.match(key):
-                raise ValueError(f"{key!r} is not a valid environment/build-arg name (letters, digits, _)")
-        return value
 
 
 KNOWN_KEYS = tuple(ContextModel.model_fields)
@@ -119,6 +103,8 @@ def parse_context_text(text: str, source: str) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(text)
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply to be a context; flatten it") from None
     except json.JSONDecodeError as json_error:
         try:
             value = ast.literal_eval(text)
@@ -142,6 +128,8 @@ def load_context_file(path: str | Path) -> dict[str, Any]:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"--additional-context-file: {p} does not exist; check the path") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--additional-context-file: {p} is not UTF-8 text; save it as UTF-8 JSON") from None
     except OSError as e:
         raise ConfigError(f"--additional-context-file: cannot read {p}: {e.strerror}") from None
     return parse_context_text(text, str(p))
@@ -181,9 +169,8 @@ def validate_context(raw: Mapping[str, Any], source: str = "context") -> dict[st
     try:
         model = ContextModel.model_validate(dict(raw))
     except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{source}: key {field!r}: {err['msg']} (got {err.get('input')!r})") from None
+        field, message, given = first_error(e)
+        raise ConfigError(f"{source}: key {field!r}: {message} (got {given!r})") from None
     normalised = dict(raw)
     for key in model.model_fields_set:
         value = getattr(model, key)

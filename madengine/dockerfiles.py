@@ -143,7 +143,7 @@ def log_basename(model_name: str, dockerfile_path: str | os.PathLike[str]) -> st
     Add ``.build.live.log`` or ``.run.live.log``: ``dummy2/model2`` + ``dummy.ubuntu.amd.Dockerfile`` →
     ``dummy2_model2_dummy.ubuntu.amd``.
     """
-    return f"{model_name.replace('/', '_')}_{_stem(dockerfile_path)}"
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", f"{model_name.replace('/', '_')}_{_stem(dockerfile_path)}")
 
 
 def default_base_docker(path: str | os.PathLike[str]) -> str:

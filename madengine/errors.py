@@ -19,6 +19,8 @@ it without a traceback (``--debug`` shows one).
 
 from __future__ import annotations
 
+from typing import Any
+
 EXIT_SUCCESS = 0
 EXIT_FAILURE = 1
 EXIT_BUILD_FAILURE = 2
@@ -56,9 +58,10 @@ class EngineError(MadEngineError):
 
 
 class BuildError(MadEngineError):
-    """One or more images failed to build (exit code 2)."""
+    """One or more images failed to build (exit code 2). ``manifest`` holds what did build, when anything did."""
 
     exit_code = EXIT_BUILD_FAILURE
+    manifest: Any = None
 
 
 class RunError(MadEngineError):

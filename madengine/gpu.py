@@ -118,13 +118,13 @@ def assign(ctx: Mapping[str, Any], n_gpus: str, host: HostGpus) -> GpuAssignment
         ConfigError: a GPU run on a host without GPUs (unless ``"gpu_vendor": "NONE"``), or more GPUs requested than
             the host has.
     """
-    vendor = ctx.get("gpu_vendor") or (host.vendor if host.vendor != "NONE" else "a")
+    vendor = ctx.get("gpu_vendor") or (host.vendor if host.vendor != "NONE" else "")
     arch = str(ctx.get("docker_env_vars", {}).get("MAD_SYSTEM_GPU_ARCHITECTURE") or host.architecture)
     if vendor == "NONE":
         return GpuAssignment("NONE", [], arch)
     if host.vendor == "NONE":
         raise ConfigError(
-            f"no {vendor} GPU found on this host; for a CPU-only run pass "
+            f"no {vendor + ' ' if vendor else ''}GPU found on this host; for a CPU-only run pass "
             "--additional-context '{\"gpu_vendor\": \"NONE\"}'")
     available = parse_gpu_list(ctx["docker_gpus"]) if ctx.get("docker_gpus") else list(range(host.count))
     try:

@@ -28,6 +28,7 @@ import difflib
 import json
 import os
 import re
+import shlex
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,10 +40,14 @@ from madengine.errors import ConfigError
 #: Path fields of a ``scripts/<dir>/`` model that are re-based onto the hub root (as madengine does).
 REBASED_FIELDS = ("dockerfile", "scripts")
 
-_EXPECTED = {"n_gpus": "a string or integer", "tags": "a list of strings", "timeout": "an integer",
+_EXPECTED = {"n_gpus": 'an integer such as "8" (or "-1" for all GPUs)',
+             "name": "letters, digits and _ . + - / only (it names images, containers and log files)",
+             "tags": "a list of strings", "timeout": "an integer",
              "is_deprecated": "a boolean", "distributed": "an object", "env_vars": "an object"}
 _DICT_FIELDS = ("distributed", "env_vars")
 _ARG_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_INTEGER = re.compile(r"^-?[0-9]+$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+/-]*$")
 
 
 @dataclasses.dataclass
@@ -116,6 +121,20 @@ class Model(BaseModel):
     def _gpus_to_str(cls, value: Any) -> Any:
         return str(value) if type(value) is int else value
 
+    @field_validator("n_gpus")
+    @classmethod
+    def _gpus_integer(cls, value: str) -> str:
+        if not _INTEGER.match(value):
+            raise ValueError("an integer such as \"8\", or \"-1\" for all GPUs")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("letters, digits and _ . + - / only (it names images, containers and log files)")
+        return value
+
     @field_validator("tags", mode="before")
     @classmethod
     def _split_tags(cls, value: Any) -> Any:
@@ -129,6 +148,17 @@ class Model(BaseModel):
 
 
 _MODELS = TypeAdapter(list[Model])
+_KNOWN_FIELDS = tuple(Model.model_fields)
+
+
+def _check_field_names(models: list[Model], rel: str) -> None:
+    """ConfigError for an unknown field that is a near miss of a known one (``tgas``, ``multiple_result``); other
+    unknown fields stay legal (MAD adds fields over time)."""
+    for model in models:
+        for key in model.__pydantic_extra__ or ():
+            close = difflib.get_close_matches(key, _KNOWN_FIELDS, n=1, cutoff=0.75)
+            if close:
+                raise ConfigError(f"{rel}: model '{model.name}': unknown field {key!r}; did you mean {close[0]!r}?")
 
 
 def _check_entries(entries: Any, rel: str, dirname: str) -> list[Model]:
@@ -215,6 +245,7 @@ def discover(hub_dir: str | os.PathLike[str]) -> list[Model]:
     models: list[Model] = []
     seen: dict[str, str] = {}
     for dirname, rel, validated in files:
+        _check_field_names(validated, rel)
         prefix = f"scripts/{dirname}/"
         rebased: dict[str, str] = {}  # many entries share "../../docker/x" and "run.sh": normpath each once
         for i, model in enumerate(validated):
@@ -250,7 +281,7 @@ def _parse_tag(raw: str) -> tuple[str, str]:
         key, value = key.strip(), value.strip()
         if not eq or not _ARG_KEY.match(key) or not value:
             raise ConfigError(f"tag '{raw}': extra argument '{part}' must be key=value (e.g. {parts[0]}:batch-size=32)")
-        extra.append(f" --{key} {value}")
+        extra.append(f" --{key} {shlex.quote(value)}")  # a value from the command line is one word
     return parts[0], "".join(extra)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from madengine.errors import ConfigError
+from madengine.validation import first_error
 
 SCHEMA_VERSION = "2.0"
 
@@ -66,7 +67,8 @@ def load(path: str | Path) -> Manifest:
     """Read a build manifest.
 
     Raises:
-        ConfigError: the file is missing, not JSON, or a record lacks a required key (names the file and key).
+        ConfigError: the file is missing, not JSON, holds no built image, or a record lacks a required key (names the
+            file and key).
     """
     p = Path(path)
     try:
@@ -76,34 +78,69 @@ def load(path: str | Path) -> Manifest:
     except json.JSONDecodeError as e:
         raise ConfigError(f"--manifest-file: {p} is not valid JSON (line {e.lineno} column {e.colno}: {e.msg})") \
             from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--manifest-file: {p} is not UTF-8 text") from None
+    except OSError as e:
+        raise ConfigError(f"--manifest-file: cannot read {p}: {e.strerror}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"--manifest-file: {p} must hold a JSON object")
     try:
-        return Manifest.model_validate(raw)
+        manifest = Manifest.model_validate(raw)
     except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(x) for x in err["loc"])
-        raise ConfigError(f"--manifest-file: {p}: key {field!r}: {err['msg']}") from None
+        field, message, _ = first_error(e)
+        raise ConfigError(f"--manifest-file: {p}: key {field!r}: {message}") from None
+    if not manifest.built_images:
+        raise ConfigError(f"--manifest-file: {p} lists no built images (key 'built_images'); nothing to run — "
+                          "check the path or run `inv build`")
+    return manifest
 
 
-def save(manifest: Manifest, path: str | Path) -> Path:
-    """Write the manifest atomically (temporary file in the same directory, then rename): a crash never leaves a
-    half-written manifest, and an existing one is replaced only by a complete new one.
+def check_writable(path: str | Path) -> Path:
+    """Check, before any build, that a manifest can be written at ``path``.
 
     Raises:
-        OSError: the directory is not writable.
+        ConfigError: the path is a directory, or its directory cannot be created.
     """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.is_dir():
+        raise ConfigError(f"--manifest-output: {p} is a directory; give a file name such as {p}/build_manifest.json")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--manifest-output: cannot create {p.parent}: {e.strerror}") from None
+    return p
+
+
+def save(manifest: Manifest, path: str | Path) -> tuple[Path, Path | None]:
+    """Write the manifest atomically (temporary file in the same directory, then rename): a crash never leaves a
+    half-written manifest. An existing manifest with other content is kept as ``<name>.prev`` first.
+
+    Returns:
+        (the manifest's path, the path of the kept previous manifest or ``None``).
+
+    Raises:
+        ConfigError: the path is a directory or not writable (names it).
+    """
+    p = check_writable(path)
     text = json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    previous = None
+    try:
+        if p.is_file() and p.read_text(encoding="utf-8", errors="replace") != text:
+            previous = p.with_name(p.name + ".prev")
+            os.replace(p, previous)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    except OSError as e:
+        raise ConfigError(f"--manifest-output: cannot write in {p.parent}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a manifest is as readable as any file the user writes
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return p
+    return p, previous

@@ -71,7 +71,8 @@ def configured_files(cwd: Path) -> list[Path]:
         except yaml.YAMLError as e:
             _warn(f"{config}: not valid YAML ({str(e).splitlines()[0]}); its site_tasks are not loaded")
             data = {}
-        listed = (data.get("madengine") or {}).get("site_tasks") or [] if isinstance(data, dict) else []
+        section = data.get("madengine") if isinstance(data, dict) else None
+        listed = section.get("site_tasks") or [] if isinstance(section, dict) else []
         files += [p if p.is_absolute() else cwd / p for p in map(Path, listed)]
     return files
 

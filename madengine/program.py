@@ -7,15 +7,20 @@ a Program with a bundled namespace does not load a project ``invoke.yaml`` by it
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Iterator
 
 from invoke import Program
 
 from madengine import __version__
+from madengine.errors import EXIT_INVALID_ARGS
 
 
 class MadengineProgram(Program):
-    """Invoke Program that also loads ``./invoke.yaml`` as project configuration."""
+    """Invoke Program that also loads ``./invoke.yaml`` as project configuration, and exits with code 4 (invalid
+    arguments) on an unknown task or flag instead of Invoke's 1."""
 
     def parse_collection(self) -> None:
         """Use the bundled namespace, then load the project config of the working directory."""
@@ -23,10 +28,41 @@ class MadengineProgram(Program):
         self.config.set_project_location(os.getcwd())
         self.config.load_project()
 
+    def parse_core(self, argv: list[str] | None) -> None:
+        """Invoke's core-flag parsing; a parse error exits 4 with Invoke's one-line message."""
+        with _parse_errors_exit_4():
+            super().parse_core(argv)
+
+    def parse_tasks(self) -> None:
+        """Invoke's task parsing; a parse error exits 4 with Invoke's one-line message."""
+        with _parse_errors_exit_4():
+            super().parse_tasks()
+
+
+@contextlib.contextmanager
+def _parse_errors_exit_4() -> Iterator[None]:
+    from invoke.exceptions import ParseError
+
+    try:
+        yield
+    except ParseError as e:
+        print(f"madengine: error: {e}", file=sys.stderr)
+        sys.exit(EXIT_INVALID_ARGS)
+
 
 def main() -> None:
-    """Console-script entry point (``madengine ...``)."""
+    """Console-script entry point (``madengine ...``). Errors in Invoke's own configuration loading (a malformed
+    ``invoke.yaml``, an ``INVOKE_MADENGINE_*`` value of the wrong type) exit 4 with one line, not a traceback."""
     from madengine.tasks import ns
 
-    MadengineProgram(namespace=ns, version=__version__, name="madengine", binary="madengine",
-                     binary_names=["madengine"]).run()
+    program = MadengineProgram(namespace=ns, version=__version__, name="madengine", binary="madengine",
+                               binary_names=["madengine"])
+    try:
+        program.run()
+    except Exception as e:  # noqa: BLE001 - invoke config casting/merging, yaml parse errors: one line, not a trace
+        if os.environ.get("MADENGINE_DEBUG"):
+            raise
+        detail = " ".join(str(e).split())[:300]
+        print(f"madengine: error: configuration (invoke.yaml, INVOKE_MADENGINE_* variables): {type(e).__name__}: "
+              f"{detail}", file=sys.stderr)
+        sys.exit(EXIT_INVALID_ARGS)

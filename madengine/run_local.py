@@ -91,8 +91,9 @@ def _run_one(client: Any, request: RunRequest, model: Mapping[str, Any], image: 
         console.progress(f"running {model['name']} natively (no container)"
                          + (f" (timeout {request.timeout:.0f} s)" if request.timeout else ""))
         return run_model_native(request, console.progress)
-    console.progress(f"running {model['name']} in {ref}"
-                     + (f" (timeout {request.timeout:.0f} s)" if request.timeout else ""))
+    if not options.skip_model_run:
+        console.progress(f"running {model['name']} in {ref}"
+                         + (f" (timeout {request.timeout:.0f} s)" if request.timeout else ""))
     return run_model(client, request, console.progress)
 
 

@@ -8,6 +8,7 @@ Precedence, lowest to highest: :data:`DEFAULTS` (declared on the root namespace,
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -29,18 +30,46 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def _cast(key: str, raw: str, default: Any) -> Any:
+def _cast(key: str, raw: str, default: Any, source: str | None = None) -> Any:
+    where = source or f"MADENGINE_{key.upper()}"
     if isinstance(default, bool):
         lowered = raw.strip().lower()
         if lowered in _TRUE | _FALSE:
             return lowered in _TRUE
-        raise ConfigError(f"MADENGINE_{key.upper()}: {raw!r} is not a boolean; use true or false")
+        raise ConfigError(f"{where}: {raw!r} is not a boolean; use true or false")
     if isinstance(default, int):
         try:
             return int(raw)
         except ValueError:
-            raise ConfigError(f"MADENGINE_{key.upper()}: {raw!r} is not a whole number") from None
+            raise ConfigError(f"{where}: {raw!r} is not a whole number") from None
     return raw
+
+
+#: Keys under ``madengine:`` that are not settings of the run tasks but are read elsewhere (madengine.plugins).
+OTHER_KEYS = ("site_tasks",)
+
+
+def _check_config_value(key: str, value: Any) -> Any:
+    """A ``madengine.<key>`` value from invoke.yaml, type-checked against :data:`DEFAULTS`.
+
+    Raises:
+        ConfigError: an unknown key that is a near miss of a known one, or a value of the wrong type.
+    """
+    if key not in DEFAULTS:
+        if key not in OTHER_KEYS:
+            close = difflib.get_close_matches(key, [*DEFAULTS, *OTHER_KEYS], n=1, cutoff=0.75)
+            if close:
+                raise ConfigError(f"invoke.yaml madengine.{key}: unknown setting; did you mean {close[0]!r}?")
+        return value
+    default = DEFAULTS[key]
+    if isinstance(value, str) and not isinstance(default, str):
+        return _cast(key, value, default, f"invoke.yaml madengine.{key}")
+    if isinstance(default, bool) and not isinstance(value, bool) or (
+            isinstance(default, int) and not isinstance(default, bool) and (
+            not isinstance(value, int) or isinstance(value, bool))) or (
+            isinstance(default, str) and not isinstance(value, str)):
+        raise ConfigError(f"invoke.yaml madengine.{key}: expected {type(default).__name__}, got {value!r}")
+    return value
 
 
 def resolve(config: Mapping[str, Any] | None, **flags: Any) -> dict[str, Any]:
@@ -58,7 +87,8 @@ def resolve(config: Mapping[str, Any] | None, **flags: Any) -> dict[str, Any]:
     """
     merged = dict(DEFAULTS)
     if config:
-        merged.update({k: config[k] for k in config})
+        for key in config:
+            merged[key] = _check_config_value(key, config[key])
     for key, default in DEFAULTS.items():
         env = os.environ.get(f"MADENGINE_{key.upper()}")
         if env is not None:

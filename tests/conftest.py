@@ -6,11 +6,13 @@ with that instruction rather than skip: a green run must mean the engine paths w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,14 +78,22 @@ def no_leftovers(docker_client, hub: Path) -> Iterator[None]:
     """Fail the test if it leaves a madengine container behind (one whose output dir is in this test's hub; other
     users of the same engine are not counted)."""
     def ours() -> set[str]:
-        found = docker_client.containers.list(all=True, filters={"label": "org.madengine.run-id"})
-        return {c.name for c in found if c.labels.get("org.madengine.output-dir", "").startswith(str(hub))}
+        # the low-level list (no per-container inspect, which races with removals by other users of the engine)
+        found = docker_client.api.containers(all=True, filters={"label": "org.madengine.run-id"})
+        return {c["Names"][0].lstrip("/") for c in found
+                if (c.get("Labels") or {}).get("org.madengine.output-dir", "").startswith(str(hub))}
+
+    import docker.errors
 
     before = ours()
     yield
     left = ours() - before
+    if left:  # a removal may still be finishing in the engine: look again before judging
+        time.sleep(1)
+        left = ours() - before
     for name in left:
-        docker_client.containers.get(name).remove(force=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            docker_client.containers.get(name).remove(force=True)
     assert not left, f"containers left behind: {sorted(left)}"
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from invoke import Exit, task
 
-from madengine.errors import EXIT_INTERRUPTED, MadEngineError
+from madengine.errors import EXIT_FAILURE, EXIT_INTERRUPTED, MadEngineError
 
 HELP = {
     "tags": "model name or tag to select (repeatable; 'all' selects every model; name:key=value adds --key value)",
@@ -64,6 +64,17 @@ def mad_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
             except KeyboardInterrupt:
                 raise Exit("madengine: interrupted; started containers were removed", code=EXIT_INTERRUPTED) \
                     from None
+            except OSError as e:  # a file or directory the task needed: one line naming it
+                if _debug_enabled():
+                    traceback.print_exc()
+                where = f": {e.filename}" if e.filename else ""
+                raise Exit(f"madengine: error: {e.strerror or e}{where}", code=EXIT_FAILURE) from None
+            except Exception as e:  # noqa: BLE001 - an internal error: one line, the trace on request
+                if _debug_enabled():
+                    traceback.print_exc()
+                detail = " ".join(str(e).split())[:300]
+                raise Exit(f"madengine: error: internal error {type(e).__name__}: {detail} (run with "
+                           "MADENGINE_DEBUG=1 for the traceback, and please report it)", code=EXIT_FAILURE) from None
             finally:
                 if previous is not None:
                     signal.signal(signal.SIGTERM, previous)

@@ -32,12 +32,16 @@ def workflow(c: Any, target: str | None, target_options: dict[str, Any] | None =
     """
     from madengine import api, settings
     from madengine import manifest as manifest_mod
-    from madengine.errors import ConfigError
+    from madengine.errors import BuildError, ConfigError
+
+    build_error: BuildError | None = None
 
     opts = settings.resolve(c.config.get("madengine"), hub=o.get("hub"), output=o.get("output"),
                             timeout=o.get("timeout"), additional_context_file=o.get("additional_context_file"),
                             manifest_output=o.get("manifest_output"), registry=o.get("registry"),
                             live_output=o.get("live_output") or None)
+    if o.get("timeout") is not None and str(o["timeout"]).strip().startswith("-"):
+        raise ConfigError(f"--timeout: {o['timeout']!r} must be 0 (no limit) or a number of seconds")
     timeout = settings.parse_timeout(opts["timeout"])
     if o.get("manifest_file"):
         if o.get("tags"):
@@ -50,12 +54,21 @@ def workflow(c: Any, target: str | None, target_options: dict[str, Any] | None =
         ctx = api.load_context(o.get("additional_context"), opts["additional_context_file"])
         if not o.get("tags"):
             raise ConfigError("give --tags (build and run) or --manifest-file (run a previous build)")
-        if target is None:
-            api.deploy_target(ctx)  # validate before building
-        manifest = api.build(opts["hub"], o["tags"], exclude_tags=o.get("exclude_tags") or [], ctx=ctx,
-                             registry=opts["registry"], clean_cache=bool(o.get("clean_docker_cache")),
-                             manifest_output=opts["manifest_output"], log_dir=Path(opts["output"]).parent,
-                             live_output=opts["live_output"])
+        chosen = target or api.deploy_target(ctx)  # validate before building
+        api.preflight(opts["hub"], o["tags"], o.get("exclude_tags") or [], ctx, local=chosen == "local")
+        manifest_output = opts["manifest_output"]
+        if manifest_output == settings.DEFAULTS["manifest_output"]:  # not set: keep it with the run's results
+            manifest_output = str(Path(opts["output"]).parent / "build_manifest.json")
+        try:
+            manifest = api.build(opts["hub"], o["tags"], exclude_tags=o.get("exclude_tags") or [], ctx=ctx,
+                                 registry=opts["registry"], clean_cache=bool(o.get("clean_docker_cache")),
+                                 manifest_output=manifest_output, log_dir=Path(opts["output"]).parent,
+                                 live_output=opts["live_output"])
+        except BuildError as e:
+            if e.manifest is None:
+                raise
+            build_error = e  # run what did build, then exit with the build failure's code
+            manifest = e.manifest
         hub = opts["hub"]
     summary = api.run(manifest, ctx, target=target, hub=hub, output=opts["output"], timeout=timeout,
                       keep_alive=bool(o.get("keep_alive")), keep_model_dir=bool(o.get("keep_model_dir")),
@@ -75,6 +88,8 @@ def workflow(c: Any, target: str | None, target_options: dict[str, Any] | None =
                                 deployment={"target": target or api.deploy_target(ctx), **(target_options or {})},
                                 logs=summary.logs, output=summary.output)
         say(f"run summary: {written}")
+    if build_error is not None:
+        raise build_error
     api.check_run(summary)
 
 

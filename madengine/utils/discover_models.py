@@ -39,6 +39,9 @@ def run_get_models_json(path: Path, rel: str, hub_root: Path) -> list[dict[str, 
     mod_name = "_madengine_get_models_json_" + re.sub(r"\W", "_", path.parent.name)
     before = set(sys.modules)
     sys.path.insert(0, folder)
+    # whatever the hub's code prints goes to stderr: stdout carries madengine's results (discover --json)
+    quiet = contextlib.redirect_stdout(sys.stderr)
+    quiet.__enter__()
     try:
         spec = importlib.util.spec_from_file_location(mod_name, path)
         if spec is None or spec.loader is None:
@@ -69,6 +72,7 @@ def run_get_models_json(path: Path, rel: str, hub_root: Path) -> list[dict[str, 
         first = (str(exc).strip().splitlines() or [""])[0]
         raise ConfigError(f"{rel}: {type(exc).__name__}{': ' + first if first else ''}") from exc
     finally:
+        quiet.__exit__(None, None, None)
         with contextlib.suppress(ValueError):
             sys.path.remove(folder)
         root = str(hub_root) + os.sep

@@ -21,12 +21,13 @@ unless ``keep_alive``.
 
 from __future__ import annotations
 
+import math
 import shlex
 import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any
 
 from madengine import docker_engine
 from madengine.docker_options import parse_run_options
-from madengine.errors import ConfigError, MadEngineError
+from madengine.errors import ConfigError, EngineError, MadEngineError
 from madengine.gpu import GpuAssignment
 from madengine.results.perf_csv import PerfRow
 from madengine.results.perf_parse import (
@@ -182,7 +183,8 @@ def base_row(req: RunRequest) -> PerfRow:
 
 def container_env(req: RunRequest) -> dict[str, str]:
     """Environment of the model's container: madengine's ``MAD_*`` contract, the model's and the context's
-    ``env_vars``, data and credential variables, and the context's ``docker_env_vars`` (which win)."""
+    ``env_vars``, data and credential variables, and the context's ``docker_env_vars`` (which win), then, when the
+    context names a launcher, that launcher's variables for this node (:func:`madengine.launchers.node_environment`)."""
     env = {
         "MAD_MODEL_NAME": req.model["name"],
         "MAD_GPU_VENDOR": req.gpus.vendor,
@@ -197,12 +199,75 @@ def container_env(req: RunRequest) -> dict[str, str]:
         env.update(req.data.env)
     env.update({k: v for k, v in req.extra_env.items() if k != "BUILD_NUMBER"})
     env.update(req.ctx.get("docker_env_vars") or {})
+    if req.ctx.get("launcher") or (req.ctx.get("distributed") or {}).get("launcher"):
+        from madengine.launchers import node_environment
+
+        env.update(node_environment(req.ctx, env, gpus_per_node=req.gpus.count))
     return env
 
 
-def _rows_from_output(req: RunRequest, row: PerfRow, log_text: str, model_dir: Path, workspace: Path) -> list[PerfRow]:
-    patterns, benign = error_patterns_from_context(req.ctx)
-    marker = find_error_marker(log_text, patterns, benign) if patterns else None
+class OutputCapture:
+    """The model step's output, spooled to a file (memory stays flat for multi-GB logs) and scanned line by line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
+
+    def write(self, chunk: bytes) -> None:
+        """Append a chunk of output."""
+        self._file.write(chunk)
+
+    def close(self) -> None:
+        """Flush and close the spool file (it stays for :meth:`lines`)."""
+        self._file.close()
+
+    def lines(self) -> Iterator[str]:
+        """The output's lines, decoded leniently (invalid UTF-8 replaced)."""
+        with open(self.path, "rb") as f:
+            for raw in f:
+                yield raw.decode("utf-8", errors="replace")
+
+
+def scan_output(source: str | OutputCapture, ctx: Mapping[str, Any],
+                masker: Masker | None = None) -> tuple[tuple[str, str] | None, str | None]:
+    """The first finite ``performance:`` value/metric and the first error-marker line of a model's output.
+
+    ``source`` is the whole text, or an :class:`OutputCapture` scanned line by line. A non-finite value
+    (``inf``, ``nan``, ``1e999``) does not count as a performance.
+    """
+    patterns, benign = error_patterns_from_context(ctx)
+    perf: tuple[str, str] | None = None
+    marker: str | None = None
+    in_traceback = False  # a Python traceback is reported by its final, unindented exception line
+    lines = source.splitlines() if isinstance(source, str) else source.lines()
+    for line in lines:
+        if perf is None:
+            found = parse_performance(line)
+            if found is not None and _finite(found[0]):
+                perf = found
+        if in_traceback and line.strip() and not line[:1].isspace():
+            marker, in_traceback = line.strip()[:200], False
+        elif marker is None and patterns:
+            marker = find_error_marker(line, patterns, benign)
+            in_traceback = bool(marker and marker.startswith("Traceback (most recent call last)"))
+        if perf is not None and not in_traceback and (marker is not None or not patterns):
+            break
+    if marker and masker:
+        marker = masker.text(marker)
+    return perf, marker
+
+
+def _finite(value: str) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
+def _rows_from_output(req: RunRequest, row: PerfRow, output: str | OutputCapture, model_dir: Path,
+                      workspace: Path) -> list[PerfRow]:
+    parsed, marker = scan_output(output, req.ctx, req.masker)
     multiple = req.model.get("multiple_results")
     if multiple:
         csv_path = next((p for p in (model_dir / multiple, workspace / multiple) if p.is_file()), model_dir / multiple)
@@ -218,7 +283,6 @@ def _rows_from_output(req: RunRequest, row: PerfRow, log_text: str, model_dir: P
                 "model": result.row_name(row.model), "performance": result.performance, "metric": result.metric,
                 "status": "SUCCESS" if ok else "FAILURE", "reason": reason}))
         return rows
-    parsed = parse_performance(log_text)
     if parsed and marker is None:
         return [row.model_copy(update={"performance": parsed[0], "metric": parsed[1], "status": "SUCCESS"})]
     update: dict[str, Any] = {"status": "FAILURE",
@@ -265,7 +329,8 @@ def prepare_workspace(req: RunRequest, workspace: Path, scripts_dir: Path, model
         shutil.rmtree(workspace)
     source = req.hub / scripts_dir
     if not source.is_dir():
-        raise ConfigError(f"models.json: scripts directory {source} does not exist")
+        raise ConfigError(f"model {req.model.get('name')!r}: scripts directory {source} does not exist (field "
+                          "'scripts'; if the hub moved since the build, pass --hub)")
     install_common_scripts(workspace, req.hub)
     shutil.copytree(source, workspace / model_dir, dirs_exist_ok=True)
     refs = list(req.tools.pre_scripts) + list(req.tools.post_scripts) + [
@@ -318,6 +383,112 @@ class _Log:
         self.file.close()
 
 
+@dataclass
+class Plan:
+    """One model run laid out: the row so far, names and paths, and the steps (see :func:`plan_steps`)."""
+
+    row: PerfRow
+    scripts_dir: Path
+    model_dir: str
+    log_base: str
+    log_path: Path
+    model_command: str
+    pre: list[Step]
+    model_step: Step
+    post: list[Step]
+
+
+def plan_run(req: RunRequest) -> Plan:
+    """Lay out one model run (the same for every runtime): args (``model_args`` wins over the models.json
+    ``args``), the model command with tools and ``encapsulate_script``, log names, and the steps."""
+    row = base_row(req)
+    model_args = req.ctx.get("model_args")
+    args = str(model_args) if model_args is not None else str(req.model.get("args") or "")
+    row.args = args
+    scripts_dir, command = script_command(req.model, args)
+    encapsulate = req.ctx.get("encapsulate_script") or ""
+    log_base = req.build.get("log_base") or Path(req.build.get("log_file", "model")).name.replace(".build.live.log", "")
+    model_dir = model_dir_name(req.model)
+    model_command = f"cd {WORKSPACE}/{model_dir} && " + req.tools.wrap(f"{encapsulate} {command}".strip())
+    pre, model_step, post = plan_steps(req, model_command)
+    return Plan(row, scripts_dir, model_dir, log_base, req.log_dir / f"{log_base}.run.live.log", model_command,
+                pre, model_step, post)
+
+
+@dataclass
+class Outcome:
+    """How the steps went: ``failure`` names a failed pre-step (the model was skipped), ``result`` is the model
+    step's result (``exit_code``, ``timed_out``), ``duration`` the model step's wall time in seconds."""
+
+    failure: str = ""
+    result: Any = None
+    duration: float = 0.0
+
+
+def run_steps(req: RunRequest, plan: Plan, execute: Callable[[Step, OutputCapture | None], Any],
+              capture: OutputCapture, log: _Log, echo: Callable[[str], None]) -> Outcome:
+    """Pre-steps (the first failure skips the model), the model step into ``capture``, then every post-step.
+
+    ``execute(step, capture_or_None)`` runs one step and returns an object with ``exit_code`` and ``timed_out``.
+    """
+    outcome = Outcome()
+    for step in plan.pre:
+        done = execute(step, None)
+        if step.name.startswith("data ") and req.data is not None:
+            req.data.download_duration = float(getattr(done, "duration", 0.0))
+        if done.timed_out or done.exit_code != 0:
+            why = "timed out" if done.timed_out else f"exited with code {done.exit_code}"
+            outcome.failure = f"{step.name} {why}"
+            echo(f"{req.model['name']}: {outcome.failure}; skipping the model, running post-scripts")
+            break
+    start = time.monotonic()
+    if not outcome.failure:
+        outcome.result = execute(plan.model_step, capture)
+    outcome.duration = time.monotonic() - start
+    for step in plan.post:
+        done = execute(step, None)
+        if done.timed_out or done.exit_code != 0:
+            echo(f"warning: {req.model['name']}: {step.name} failed "
+                 f"({'timed out' if done.timed_out else f'exit code {done.exit_code}'})")
+    if outcome.result is not None and outcome.result.timed_out:
+        log.write(f"\nmadengine: timed out after {req.timeout:.0f} s; the model was stopped\n".encode())
+    return outcome
+
+
+def finish(req: RunRequest, plan: Plan, outcome: Outcome, capture: OutputCapture, workspace: Path) -> list[PerfRow]:
+    """The run's perf rows from its outcome and output; collects artifacts and removes the workspace (unless
+    ``keep_model_dir``/``keep_alive``)."""
+    row, model_dir = plan.row, workspace / plan.model_dir
+    row.test_duration = f"{outcome.duration:.2f}"
+    if req.data is not None:
+        if req.data.size_bytes is None and req.data.mounts:  # a mirrored custom download: measure it now
+            req.data.size_bytes = dir_size(Path(next(iter(req.data.mounts))))
+        row.data_size = "" if req.data.size_bytes is None else str(req.data.size_bytes)
+        row.data_download_duration = f"{req.data.download_duration:.2f}"
+    result = outcome.result
+    if outcome.failure:
+        rows = [row.model_copy(update={"status": "FAILURE", "reason": outcome.failure})]
+    elif result is not None and result.timed_out:
+        rows = [row.model_copy(update={"status": "FAILURE", "reason": f"timed out after {req.timeout:.0f} s"})]
+    else:
+        rows = _rows_from_output(req, row, capture, model_dir, workspace)
+        if result is not None and result.exit_code != 0:
+            reason = f"run command exited with code {result.exit_code}"
+            rows = [r.model_copy(update={"status": "FAILURE", "reason": reason}) for r in rows]
+    collect_artifacts(req, workspace, model_dir, plan.log_base)
+    capture.path.unlink(missing_ok=True)
+    if not (req.keep_model_dir or req.keep_alive):
+        shutil.rmtree(workspace, ignore_errors=True)
+    return rows
+
+
+def discard(req: RunRequest, capture: OutputCapture, workspace: Path) -> None:
+    """After an interruption or a failed start: remove the workspace and spooled output (unless kept)."""
+    if not (req.keep_model_dir or req.keep_alive):
+        shutil.rmtree(workspace, ignore_errors=True)
+        capture.path.unlink(missing_ok=True)
+
+
 def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list[PerfRow]:
     """Run one model in a container and return its perf rows (one, or one per ``multiple_results`` line).
 
@@ -329,26 +500,17 @@ def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list
         EngineError: the engine refused to start the container.
         KeyboardInterrupt: after the container was removed.
     """
-    row = base_row(req)
-    model_args = req.ctx.get("model_args")
-    args = str(model_args) if model_args is not None else str(req.model.get("args") or "")
-    row.args = args
-    scripts_dir, command = script_command(req.model, args)
-    encapsulate = req.ctx.get("encapsulate_script") or ""
-    log_base = req.build.get("log_base") or Path(req.build.get("log_file", "model")).name.replace(".build.live.log", "")
-    log_path = req.log_dir / f"{log_base}.run.live.log"
+    plan = plan_run(req)
+    row, model_dir = plan.row, plan.model_dir
     # madengine names containers container_<log base>; the run id suffix lets two runs of one model share a host.
-    container_name = f"container_{log_base}-{req.run_id[:8]}"
-    model_dir = model_dir_name(req.model)
-    model_command = f"cd {WORKSPACE}/{model_dir} && " + req.tools.wrap(f"{encapsulate} {command}".strip())
-    pre, model_step, post = plan_steps(req, model_command)
+    container_name = f"container_{plan.log_base}-{req.run_id[:8]}"
     if req.skip_model_run:
-        echo(f"skip-model-run: would run in {req.image}: {model_command}")
+        echo(f"skip-model-run: would run in {req.image}: {plan.model_command}")
         return [row.model_copy(update={"status": "SKIPPED", "reason": "--skip-model-run"})]
 
     kwargs, extra_env, volumes = parse_run_options(row.additional_docker_run_options)
     workspace = req.work_root / container_name
-    prepare_workspace(req, workspace, scripts_dir, model_dir)
+    prepare_workspace(req, workspace, plan.scripts_dir, model_dir)
     mounts = {str(workspace): (WORKSPACE, "rw")}
     for container_path, host_path in (req.ctx.get("docker_mounts") or {}).items():
         mounts[str(Path(host_path).resolve())] = (container_path, "rw")
@@ -369,50 +531,46 @@ def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list
         extra=kwargs)
 
     req.log_dir.mkdir(parents=True, exist_ok=True)
-    log = _Log(log_path, req.masker, req.live_output)
+    log = _Log(plan.log_path, req.masker, req.live_output)
     container = None
-    model_output = bytearray()
-    failure = ""
-    result = None
+    capture = OutputCapture(req.work_root / f"{container_name}.out")
     try:
         container = docker_engine.start_container(client, spec)
 
-        def run_step(step: Step, collect: bytearray | None = None) -> docker_engine.ExecResult:
+        def run_step(step: Step, collect: OutputCapture | None = None) -> docker_engine.ExecResult:
             log.write(f"+ [{step.name}] {step.command}\n".encode())
+            for attempt in (1, 2):
+                first = bytearray()
 
-            def output(chunk: bytes) -> None:
-                if collect is not None:
-                    collect.extend(chunk)
-                log.write(chunk)
+                def output(chunk: bytes, first: bytearray = first) -> None:
+                    if len(first) < 512:
+                        first.extend(chunk[:512])
+                    if collect is not None:
+                        collect.write(chunk)
+                    log.write(chunk)
 
-            assert container is not None
-            return docker_engine.exec_stream(
-                client, container, ["bash", "-c", _STEP_WRAPPER], workdir=f"{WORKSPACE}/{model_dir}",
-                env=step.env | {"MADENGINE_STEP": step.command}, on_output=output, timeout=step.timeout,
-                on_timeout=lambda: docker_engine.exec_quiet(client, container, ["bash", "-c", _STOP_STEP]))
+                assert container is not None
+                outcome = docker_engine.exec_stream(
+                    client, container, ["bash", "-c", _STEP_WRAPPER], workdir=f"{WORKSPACE}/{model_dir}",
+                    env=step.env | {"MADENGINE_STEP": step.command}, on_output=output, timeout=step.timeout,
+                    on_timeout=lambda: docker_engine.exec_quiet(client, container, ["bash", "-c", _STOP_STEP]))
+                if outcome.exit_code in (126, 127) and bytes(first).startswith(b"OCI runtime exec failed"):
+                    # the engine could not start the step (the step itself never ran): retry once, then give up
+                    if attempt == 1:
+                        echo(f"warning: {req.model['name']}: the engine failed to start {step.name}; retrying")
+                        continue
+                    raise EngineError(f"the Docker engine failed to start {step.name} in {container_name}: "
+                                      f"{bytes(first).decode(errors='replace').strip()[:200]}")
+                return outcome
+            raise AssertionError("unreachable")
 
-        for step in pre:
-            outcome = run_step(step)
-            if step.name.startswith("data ") and req.data is not None:
-                req.data.download_duration = outcome.duration
-            if outcome.timed_out or outcome.exit_code != 0:
-                why = "timed out" if outcome.timed_out else f"exited with code {outcome.exit_code}"
-                failure = f"{step.name} {why}"
-                echo(f"{req.model['name']}: {failure}; skipping the model, running post-scripts")
-                break
-        start = time.monotonic()
-        if not failure:
-            result = run_step(model_step, model_output)
-        duration = time.monotonic() - start
-        for step in post:
-            outcome = run_step(step)
-            if outcome.timed_out or outcome.exit_code != 0:
-                echo(f"warning: {req.model['name']}: {step.name} failed "
-                     f"({'timed out' if outcome.timed_out else f'exit code {outcome.exit_code}'})")
-        if result is not None and result.timed_out:
-            log.write(f"\nmadengine: timed out after {req.timeout:.0f} s; the model was stopped\n".encode())
+        outcome = run_steps(req, plan, run_step, capture, log, echo)
+    except BaseException:
+        discard(req, capture, workspace)
+        raise
     finally:
         log.close()
+        capture.close()
         if not req.keep_alive or container is None:
             removed = (docker_engine.remove_container(container) if container is not None
                        else docker_engine.remove_container_named(client, container_name))
@@ -420,25 +578,6 @@ def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list
                 echo(f"warning: could not remove container {container_name}; remove it with "
                      f"`docker rm -f {container_name}`")
         else:
-            echo(f"keep-alive: container {container_name} left running; enter it with "
-                 f"`docker exec -it {container_name} bash`, remove it with `docker rm -f {container_name}`")
-    row.test_duration = f"{duration:.2f}"
-    if req.data is not None:
-        if req.data.size_bytes is None and req.data.mounts:  # a mirrored custom download: measure it now
-            req.data.size_bytes = dir_size(Path(next(iter(req.data.mounts))))
-        row.data_size = "" if req.data.size_bytes is None else str(req.data.size_bytes)
-        row.data_download_duration = f"{req.data.download_duration:.2f}"
-    text = req.masker.text(model_output.decode("utf-8", errors="replace"))
-    if failure:
-        rows = [row.model_copy(update={"status": "FAILURE", "reason": failure})]
-    elif result is not None and result.timed_out:
-        rows = [row.model_copy(update={"status": "FAILURE", "reason": f"timed out after {req.timeout:.0f} s"})]
-    else:
-        rows = _rows_from_output(req, row, text, workspace / model_dir, workspace)
-        if result is not None and result.exit_code != 0:
-            reason = f"run command exited with code {result.exit_code}"
-            rows = [r.model_copy(update={"status": "FAILURE", "reason": reason}) for r in rows]
-    collect_artifacts(req, workspace, workspace / model_dir, log_base)
-    if not (req.keep_model_dir or req.keep_alive):
-        shutil.rmtree(workspace, ignore_errors=True)
-    return rows
+            echo(f"keep-alive: container {container_name} left running (workspace {workspace} kept); enter it "
+                 f"with `docker exec -it {container_name} bash`, remove it with `docker rm -f {container_name}`")
+    return finish(req, plan, outcome, capture, workspace)

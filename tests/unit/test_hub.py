@@ -110,7 +110,7 @@ def test_malformed_json_names_file_line_and_column(hub: Path) -> None:
     (["x"], r"models\.json: entry #0 must be a JSON object, got str"),
     ([{"tags": []}], r"models\.json: entry #0 has no 'name'"),
     ([{"name": 3}], r"models\.json: entry #0 has no 'name'"),
-    ([{"name": "  "}], r"models\.json: entry #0 has an empty 'name'"),
+    ([{"name": "  "}], r"models\.json: model '  ': field 'name' must be letters, digits"),
 ])
 def test_bad_structure(tmp_path: Path, content: Any, message: str) -> None:
     write_json(tmp_path / "models.json", content)
@@ -125,7 +125,7 @@ def test_bad_structure(tmp_path: Path, content: Any, message: str) -> None:
     ("is_deprecated", "maybe", "a boolean"),
     ("args", 32, "a string"),
     ("distributed", "slurm", "an object"),
-    ("n_gpus", 1.5, "a string or integer"),
+    ("n_gpus", 1.5, "an integer such as"),
 ])
 def test_wrong_type_is_one_line_with_file_model_field(hub: Path, field: str, value: Any, expected: str) -> None:
     write_json(hub / "scripts/dummy2/models.json", [entry("fine"), entry("broken", **{field: value})])
@@ -381,3 +381,23 @@ def test_select_accepts_hand_built_models() -> None:
     models = [Model(name="a", tags=["t"]), Model(name="b", tags=["t"], n_gpus=2)]  # type: ignore[arg-type]
     assert names(select(models, ["t"])) == ["a", "b"]
     assert models[1].n_gpus == "2" and models[0].hub_root is None
+
+
+@pytest.mark.parametrize(("entry", "needle"), [
+    ({"name": "x", "tgas": ["a"]}, "unknown field 'tgas'; did you mean 'tags'?"),
+    ({"name": "x", "multiple_result": "r.csv"}, "did you mean 'multiple_results'?"),
+    ({"name": "x y"}, "field 'name' must be letters, digits"),
+    ({"name": "x;rm -rf /"}, "field 'name' must be letters, digits"),
+    ({"name": "x", "n_gpus": "lots"}, "field 'n_gpus' must be an integer"),
+])
+def test_typos_and_unsafe_values_are_rejected(tmp_path: Path, entry: dict, needle: str) -> None:
+    (tmp_path / "models.json").write_text(json.dumps([entry]))
+    with pytest.raises(ConfigError) as e:
+        discover(tmp_path)
+    assert needle in str(e.value)
+
+
+def test_tag_argument_values_are_single_shell_words(tmp_path: Path) -> None:
+    (tmp_path / "models.json").write_text(json.dumps([{"name": "m", "args": "--a 1"}]))
+    [model] = select(discover(tmp_path), ["m:k=v w;echo $(id)"])
+    assert model.args == "--a 1 --k 'v w;echo $(id)'"

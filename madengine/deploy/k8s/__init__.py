@@ -1,0 +1,323 @@
+"""The ``k8s`` target: each built image of the manifest runs as a Kubernetes Job that executes the madengine
+workflow of one model inside the pod (no Docker in Docker), then status, logs and perf rows come back.
+
+Steps per run (:func:`deploy`): resolve the config (:mod:`.config`); plan every model and build its objects
+(:mod:`.objects`) — all validation happens before anything is created; ``dry_run`` writes them as YAML and stops;
+otherwise check the cluster (reachable, namespace, GPU resource, image reference), optionally load local images into
+containerd (:mod:`.images`), create the objects, follow the Job with watches (:mod:`.watch`), save every pod's log
+and append the rows parsed from it with ``deployment_type=k8s`` (:mod:`.collect`), and delete the Job (background
+propagation; its ConfigMap and Service are owned by it) unless ``keep_job``. Ctrl-C deletes the Job too.
+Only :mod:`.client` imports the ``kubernetes`` package.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from madengine import console
+from madengine.deploy import DeployRequest
+from madengine.deploy.k8s import client, collect, images, objects, watch
+from madengine.deploy.k8s.config import K8sConfig, resolve
+from madengine.deploy.k8s.names import job_name
+from madengine.errors import ConfigError
+from madengine.gpu import GpuAssignment
+from madengine.manifest import BuiltImage
+from madengine.results.perf_csv import PerfRow, append_rows
+from madengine.run_local import effective_timeout
+from madengine.workflow.runner import RunRequest, base_row, container_env, model_dir_name, script_command
+
+if TYPE_CHECKING:  # pragma: no cover
+    from madengine.api import RunSummary
+
+__all__ = ["ModelRun", "cancel", "deploy", "plan_model", "K8sConfig"]
+
+#: Seconds the client keeps waiting after a Job's activeDeadlineSeconds before giving up on the controller.
+DEADLINE_GRACE = 120
+
+
+@dataclass
+class ModelRun:
+    """One model's planned run: the Job plan, the runner request (for rows and env) and its objects."""
+
+    plan: objects.JobPlan
+    request: RunRequest
+    objects: list[Any]
+    log_base: str
+    local_image: bool
+
+
+def _vendor(cfg: K8sConfig, ctx: dict[str, Any]) -> str:
+    return cfg.gpu_vendor or str(ctx.get("gpu_vendor") or "AMD").lower()
+
+
+def plan_model(image_name: str, build: BuiltImage, model: dict[str, Any], ctx: dict[str, Any], cfg: K8sConfig,
+               run_id: str, hub: Path, log_dir: Path, timeout: int | None) -> ModelRun:
+    """Plan one model: image, GPUs, command, environment and the objects to create.
+
+    ``timeout`` is the CLI's (seconds; ``None`` = the model's own, 0 = none); it becomes ``activeDeadlineSeconds``.
+
+    Raises:
+        ConfigError: a model needing "all GPUs" (n_gpus -1) without ``--gpus``, a malformed image reference, bad
+            scripts, a scripts directory too large for a ConfigMap, a bad k8s key.
+    """
+    vendor = _vendor(cfg, ctx)
+    if vendor not in ("amd", "nvidia", "none"):
+        raise ConfigError(f"--gpu-vendor/k8s.gpu_vendor: {vendor!r} is not amd, nvidia or none")
+    if vendor == "none":
+        gpus = 0
+    elif cfg.gpus is not None:
+        gpus = cfg.gpus
+    else:
+        raw = str(model.get("n_gpus", "1")).strip() or "1"
+        try:
+            gpus = int(raw)
+        except ValueError:
+            raise ConfigError(f"models.json: model {model['name']!r} has n_gpus {raw!r}; give --gpus N") from None
+        if gpus < 0:
+            raise ConfigError(f"models.json: model {model['name']!r} asks for all GPUs of a node (n_gpus {raw}), "
+                              "which Kubernetes cannot express: give --gpus N (or k8s.gpus), or gpu_vendor NONE")
+    ref = images.check_reference(build.registry_image or image_name, f"image of model {model['name']!r}")
+    timeout_s = effective_timeout(model.get("timeout"), timeout)
+    args = ctx.get("model_args")
+    args_text = str(args) if args is not None else str(model.get("args") or "")
+    model = {**model, "args": args_text}
+    req = RunRequest(model=model, build=build.model_dump(), image=ref, hub=hub, ctx=ctx,
+                     gpus=GpuAssignment(vendor.upper(), list(range(gpus)), str(ctx.get("gpu_architecture") or "")),
+                     timeout=timeout_s, log_dir=log_dir, work_root=log_dir, run_id=run_id, deployment_type="k8s",
+                     nnodes=cfg.nnodes, extra_env={"BUILD_NUMBER": os.environ.get("BUILD_NUMBER", "")})
+    scripts_dir, command = script_command(model, args_text)
+    env = container_env(req) | dict(cfg.env_vars)
+    name = job_name(model["name"], run_id)
+    plan = objects.JobPlan(
+        job_name=name, namespace=cfg.namespace, run_id=run_id, model=model["name"], image=ref,
+        pull_policy=cfg.image_pull_policy or "IfNotPresent", model_dir=model_dir_name(model), command=command,
+        env=env, gpus=gpus, gpu_resource=(cfg.gpu_resource or objects.GPU_RESOURCES.get(vendor)) if gpus else None,
+        config=cfg, active_deadline=int(timeout_s) if timeout_s else None,
+        scripts=objects.read_scripts(hub / scripts_dir) if cfg.scripts == "configmap" else None,
+        encapsulate=str(ctx.get("encapsulate_script") or ""), multiple_results=str(model.get("multiple_results") or ""),
+        labels={**cfg.labels, **objects.common_labels(model["name"], run_id, name)})
+    log_base = build.log_base or Path(build.log_file or model["name"]).name.replace(".build.live.log", "")
+    return ModelRun(plan, req, objects.build_objects(plan), log_base, local_image=not build.registry_image)
+
+
+def plan_all(request: DeployRequest, cfg: K8sConfig, run_id: str) -> list[ModelRun]:
+    """Plan every built image of the manifest (nothing is sent to the cluster)."""
+    hub = request.hub or Path(request.manifest.hub or ".")
+    log_dir = request.output.resolve().parent
+    runs = []
+    for image, build in request.manifest.built_images.items():
+        model = request.manifest.built_models.get(image) or {"name": build.model}
+        runs.append(plan_model(image, build, model, request.ctx, cfg, run_id, hub, log_dir, request.timeout))
+    return runs
+
+
+def preflight(api: client.Api, cfg: K8sConfig, runs: list[ModelRun], echo: Any = console.progress) -> None:
+    """Checks before anything is created: the cluster answers, the namespace exists (or is created with
+    ``create_namespace``), some node offers the GPU resource (a warning otherwise: it may be autoscaled).
+
+    Raises:
+        K8sError: the cluster is unreachable.
+        ConfigError: the namespace is missing and ``create_namespace`` is off.
+    """
+    version = client.server_version(api)
+    echo(f"cluster {api.where}: Kubernetes {version}")
+    m = client.models()
+    try:
+        ns = client.call(f"read namespace {cfg.namespace}", api.core.read_namespace, cfg.namespace,
+                         ok_statuses=(404,))
+    except client.K8sError as e:
+        if e.status != 403:
+            raise
+        ns = True  # may not read namespaces (namespace-scoped RBAC): creating the Job will tell
+    if ns is None:
+        if not cfg.create_namespace:
+            raise ConfigError(f"--namespace/k8s.namespace: namespace {cfg.namespace!r} does not exist on "
+                              f"{api.where}; create it or pass --create-namespace")
+        client.call(f"create namespace {cfg.namespace}", api.core.create_namespace,
+                    m.V1Namespace(metadata=m.V1ObjectMeta(name=cfg.namespace)))
+        echo(f"created namespace {cfg.namespace}")
+    wanted = {r.plan.gpu_resource for r in runs if r.plan.gpus and r.plan.gpu_resource}
+    if wanted:
+        try:
+            nodes = client.call("list nodes", api.core.list_node).items
+        except client.K8sError as e:
+            if e.status not in (401, 403):
+                raise
+            nodes = None  # not allowed to list nodes: nothing to check
+        for resource in sorted(wanted):
+            if nodes is not None and not any(int(((n.status.allocatable or {}) if n.status else {}).get(resource, "0")
+                                                  or 0) > 0 for n in nodes):
+                console.warn(f"no node of {api.where} has {resource} allocatable; the pods will stay Pending until "
+                             "one does (is the GPU device plugin installed?)")
+
+
+def _create(api: client.Api, obj: Any) -> Any:
+    ns, kind, name = obj.metadata.namespace, obj.kind, obj.metadata.name
+    fn = {"ConfigMap": api.core.create_namespaced_config_map, "Service": api.core.create_namespaced_service,
+          "Job": api.batch.create_namespaced_job}[kind]
+    return client.call(f"create {kind} {ns}/{name}", fn, ns, obj)
+
+
+def delete_objects(api: client.Api, namespace: str, job: str, configmap: str | None = None,
+                   service: str | None = None) -> None:
+    """Delete a run's Job (background propagation: its pods go too) and its ConfigMap/Service; absent ones are
+    fine. Pods that never started (Pending: image pull, scheduling) are deleted at once (grace period 0): there is
+    no process to stop, and the kubelet would otherwise keep them for about a minute. Errors are retried by
+    :func:`client.call` and then raised."""
+    m = client.models()
+    body = m.V1DeleteOptions(propagation_policy="Background")
+    client.call(f"delete Job {namespace}/{job}", api.batch.delete_namespaced_job, job, namespace, body=body,
+                ok_statuses=(404,))
+    for pod in collect.job_pods(api, namespace, job):
+        if pod.phase == "Pending":
+            client.call(f"delete pod {namespace}/{pod.name}", api.core.delete_namespaced_pod, pod.name, namespace,
+                        grace_period_seconds=0, ok_statuses=(404,))
+    if configmap:
+        client.call(f"delete ConfigMap {namespace}/{configmap}", api.core.delete_namespaced_config_map, configmap,
+                    namespace, ok_statuses=(404,))
+    if service:
+        client.call(f"delete Service {namespace}/{service}", api.core.delete_namespaced_service, service,
+                    namespace, ok_statuses=(404,))
+
+
+def create_run(api: client.Api, run: ModelRun) -> None:
+    """Create the run's objects (ConfigMap and Service first, the Job last), then make the Job their owner so the
+    garbage collector removes them with it. A failure deletes what was already created."""
+    created: list[Any] = []
+    try:
+        for obj in run.objects:
+            created.append(_create(api, obj))
+        job_obj = created[-1]
+        m = client.models()
+        owner = [m.V1OwnerReference(api_version="batch/v1", kind="Job", name=job_obj.metadata.name,
+                                    uid=job_obj.metadata.uid, block_owner_deletion=False)]
+        patch = {"metadata": {"ownerReferences": client.serialize(owner)}}
+        for obj in created[:-1]:
+            fn = api.core.patch_namespaced_config_map if obj.kind == "ConfigMap" else \
+                api.core.patch_namespaced_service
+            client.call(f"set owner of {obj.kind} {obj.metadata.name}", fn, obj.metadata.name,
+                        obj.metadata.namespace, patch)
+    except BaseException:
+        _cleanup(api, run, quiet=True)
+        raise
+
+
+def _cleanup(api: client.Api, run: ModelRun, quiet: bool = False) -> None:
+    p = run.plan
+    try:
+        delete_objects(api, p.namespace, p.job_name, p.configmap_name if p.scripts is not None else None,
+                       p.service_name if p.nnodes > 1 else None)
+    except Exception as e:  # noqa: BLE001 - never hide the original error; say how to clean up by hand
+        if not quiet:
+            console.warn(f"could not delete Job {p.namespace}/{p.job_name}: {e}; run `inv k8s.cancel "
+                         f"{p.job_name} --namespace {p.namespace}`")
+
+
+def run_one(api: client.Api, run: ModelRun, cfg: K8sConfig) -> list[PerfRow]:
+    """Create, follow, collect and clean up one model's Job. Returns its rows (not yet appended).
+
+    Raises:
+        KeyboardInterrupt: after the Job was deleted.
+    """
+    plan, req = run.plan, run.request
+    if cfg.load_images and run.local_image:
+        t = time.monotonic()
+        images.load_into_containerd(plan.image, cfg.load_images)
+        console.progress(f"loaded {plan.image} into {cfg.load_images} in {time.monotonic() - t:.1f} s")
+    start = time.monotonic()
+    create_run(api, run)
+    console.progress(f"created Job {plan.namespace}/{plan.job_name} ({plan.nnodes} pod(s), image {plan.image}"
+                     + (f", deadline {plan.active_deadline} s" if plan.active_deadline else "") + ")")
+    if not cfg.wait:
+        console.progress(f"not waiting: follow it with `inv k8s.status {plan.job_name} --namespace {plan.namespace}`"
+                         f", `inv k8s.logs {plan.job_name} --follow`, stop it with `inv k8s.cancel {plan.job_name}`")
+        return []
+    finished = False
+    try:
+        limit = plan.active_deadline + DEADLINE_GRACE if plan.active_deadline else None
+        outcome = watch.wait(api, plan.namespace, plan.job_name, timeout=limit,
+                             schedule_timeout=cfg.schedule_timeout, echo=console.progress)
+        wall = time.monotonic() - start
+        console.progress(f"Job {plan.job_name}: {outcome.state}" + (f" ({outcome.summary()})" if not outcome.ok
+                                                                      else "") + f" after {wall:.1f} s")
+        pods = collect.job_pods(api, plan.namespace, plan.job_name)
+        logs = collect.save_logs(api, plan.namespace, plan.job_name, req.log_dir, run.log_base, pods)
+        main = collect.rank0(pods)
+        text = logs.get(main.name, "") if main else ""
+        (req.log_dir / f"{run.log_base}.run.live.log").write_text(text, encoding="utf-8")
+        row = base_row(req).model_copy(update={"test_duration": f"{collect.duration(outcome, wall):.2f}"})
+        rows = collect.rows_from_log(req, row, text, outcome)
+        finished = True
+        return rows
+    finally:
+        if not cfg.keep_job or not finished:
+            _cleanup(api, run)
+        else:
+            console.progress(f"keep-job: Job {plan.namespace}/{plan.job_name} kept; delete it with "
+                             f"`inv k8s.cancel {plan.job_name} --namespace {plan.namespace}`")
+
+
+def deploy(request: DeployRequest) -> RunSummary:
+    """Run the manifest's models as Kubernetes Jobs and append their rows to ``request.output``.
+
+    The config is the manifest's ``deployment_config.k8s`` < the context's ``k8s`` < ``request.target_options``
+    (the ``run.k8s`` flags). With ``dry_run`` (or ``skip_model_run``) the objects are written as YAML, one file per
+    object, under ``manifests_dir`` (default ``k8s-manifests/<run id>/`` next to perf.csv) and nothing is created.
+
+    Raises:
+        ConfigError: bad config, models or objects (before anything is created), a missing namespace, or an
+            object the API rejects (HTTP 422, with its message).
+        K8sError: the cluster is unreachable or refuses the credentials.
+        PerfCsvError: perf.csv has a foreign header (checked before the first Job).
+        KeyboardInterrupt: after the running Job was deleted.
+    """
+    from madengine.api import RunSummary
+
+    cfg = resolve(request.manifest.deployment_config.get("k8s"), request.ctx.get("k8s"), request.target_options)
+    run_id = uuid.uuid4().hex[:8]
+    runs = plan_all(request, cfg, run_id)
+    if cfg.dry_run or request.skip_model_run:
+        base = Path(cfg.manifests_dir) if cfg.manifests_dir else request.output.resolve().parent / "k8s-manifests"
+        for run in runs:
+            paths = objects.write_manifests(run.objects, base / run_id / run.plan.job_name)
+            console.progress(f"dry-run: {run.plan.model}: wrote {len(paths)} object(s) to {paths[0].parent}")
+        return RunSummary([], request.output)
+    for run in runs:
+        if run.local_image and not cfg.load_images:
+            console.warn(f"image {run.plan.image} of {run.plan.model} is a local tag (no registry_image): every node "
+                         "must already have it (k8s.load_images, `bash dev/k8s.sh load`, or build with --registry)")
+    api = client.connect(cfg.kubeconfig, cfg.context)
+    all_rows: list[PerfRow] = []
+    try:
+        preflight(api, cfg, runs)
+        if cfg.wait:
+            append_rows(request.output, [])  # a foreign perf.csv fails before any Job is created
+        for run in runs:
+            rows = run_one(api, run, cfg)
+            if rows:
+                append_rows(request.output, rows)
+            for row in rows:
+                words = [row.status, row.performance, row.metric]
+                note = f" ({row.reason})" if row.reason and row.status != "SUCCESS" else ""
+                console.progress(f"{row.model}: {' '.join(w for w in words if w)}{note}")
+            all_rows.extend(rows)
+    finally:
+        api.close()
+    return RunSummary(all_rows, request.output)
+
+
+def cancel(api: client.Api, namespace: str, job: str) -> bool:
+    """``k8s.cancel``: delete Job ``job`` (background propagation) and its madengine ConfigMap/Service.
+
+    Returns:
+        False when there was no such Job.
+    """
+    existing = client.call(f"read Job {namespace}/{job}", api.batch.read_namespaced_job, job, namespace,
+                           ok_statuses=(404,))
+    delete_objects(api, namespace, job, objects.configmap_name(job), job)
+    return existing is not None

@@ -1,0 +1,431 @@
+"""The Kubernetes objects of one model run, built as the official client's model objects (the one source of truth:
+``--dry-run`` serializes the same objects to YAML, and the tests validate them against the Kubernetes schema).
+
+For each model: a ConfigMap with its scripts directory (unless the scripts are in the image), a Job (``restartPolicy:
+Never``; an *Indexed* Job with ``nnodes`` completions and parallelism when ``nnodes > 1``) and, for multi-node runs, a
+headless Service so that pod ``i`` is reachable as ``<job>-<i>.<service>`` (pod 0 is ``MASTER_ADDR``).
+
+Inside the pod the same steps as ``run.local`` run without Docker (:func:`entry_script`): the scripts are copied into
+``/myworkspace/<model dir>``, the model's command (:func:`madengine.workflow.runner.script_command`) runs there, its
+output is the pod log (parsed like a local run's), and a ``multiple_results`` CSV is printed to the log between
+:data:`CSV_BEGIN`/:data:`CSV_END` markers; with ``results_pvc`` the model dir is also copied to
+``<results_mount>/<job>/<pod>/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from madengine.deploy.k8s import client
+from madengine.deploy.k8s.config import K8sConfig
+from madengine.deploy.k8s.names import dns_label, label_value
+from madengine.errors import ConfigError
+
+WORKSPACE = "/myworkspace"
+SCRIPTS_MOUNT = "/madengine/scripts"
+CSV_BEGIN = "=== madengine: multiple_results begin ==="
+CSV_END = "=== madengine: multiple_results end ==="
+#: A ConfigMap holds at most 1 MiB (etcd's object limit); keep room for metadata.
+CONFIGMAP_MAX_BYTES = 1_000_000
+GPU_RESOURCES = {"amd": "amd.com/gpu", "nvidia": "nvidia.com/gpu"}
+
+APP_LABEL = "app.kubernetes.io/name"
+MODEL_LABEL = "madengine/model"
+RUN_LABEL = "madengine/run-id"
+JOB_LABEL = "madengine/job"
+KUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+NODE_RANK_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+
+_CM_KEY_INVALID = re.compile(r"[^-._a-zA-Z0-9]")
+
+
+@dataclass
+class JobPlan:
+    """Everything one model's objects are made of.
+
+    ``env`` is the container environment without the distributed contract (added here); ``command`` the model's
+    shell command (run in ``model_dir``); ``scripts`` the files of its scripts directory (relative path → bytes), or
+    ``None`` when they are in the image; ``active_deadline`` seconds (``None`` = no limit).
+    """
+
+    job_name: str
+    namespace: str
+    run_id: str
+    model: str
+    image: str
+    pull_policy: str
+    model_dir: str
+    command: str
+    env: dict[str, str]
+    gpus: int
+    gpu_resource: str | None
+    config: K8sConfig
+    active_deadline: int | None = None
+    scripts: dict[str, bytes] | None = None
+    encapsulate: str = ""
+    multiple_results: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def nnodes(self) -> int:
+        """Pods (nodes) of the run."""
+        return self.config.nnodes
+
+    @property
+    def service_name(self) -> str:
+        """The headless Service of a multi-node run (same name as the Job)."""
+        return self.job_name
+
+    @property
+    def configmap_name(self) -> str:
+        """The scripts ConfigMap (``<job>-scripts``)."""
+        return configmap_name(self.job_name)
+
+    @property
+    def master_addr(self) -> str:
+        """Pod 0's address: its stable DNS name (multi-node) or ``localhost``."""
+        return f"{self.job_name}-0.{self.service_name}" if self.nnodes > 1 else "localhost"
+
+
+def configmap_name(job: str) -> str:
+    """The scripts ConfigMap of Job ``job``: ``<job>-scripts``."""
+    return dns_label(f"{job}-scripts")
+
+
+def common_labels(model: str, run_id: str, job: str) -> dict[str, str]:
+    """The labels of every object madengine creates (and the selector of its pods)."""
+    return {APP_LABEL: "madengine", "app.kubernetes.io/managed-by": "madengine", MODEL_LABEL: label_value(model),
+            RUN_LABEL: label_value(run_id), JOB_LABEL: job}
+
+
+def entry_script(plan: JobPlan, image_scripts_dir: str | None = None) -> str:
+    """The pod's ``sh -c`` script (every user value shell-quoted).
+
+    Steps: make ``/myworkspace/<model dir>``; copy the scripts from the ConfigMap mount (or use
+    ``image_scripts_dir``); print the command as ``run.local`` does; run it in the model dir; print a
+    ``multiple_results`` CSV between the markers; copy the model dir to the results PVC when configured; exit with
+    the model's exit code (so the Job fails when the model does).
+    """
+    q = shlex.quote
+    model_dir = f"{WORKSPACE}/{plan.model_dir}" if plan.scripts is not None else (
+        image_scripts_dir or f"{WORKSPACE}/{plan.model_dir}")
+    command = f"{plan.encapsulate} {plan.command}".strip()
+    lines = ["set -u", f"dir={q(model_dir)}", 'mkdir -p "$dir"']
+    if plan.scripts is not None:
+        lines.append(f'for f in {SCRIPTS_MOUNT}/* {SCRIPTS_MOUNT}/.[!.]*; do [ -e "$f" ] && cp -RL "$f" "$dir"/; done')
+    lines += [
+        f"echo {q(f'+ [{plan.image}] cd {model_dir} && {command}')}",
+        'cd "$dir" || exit 1',
+        # The model runs as a child so that this shell (PID 1, which ignores signals it does not trap) forwards
+        # SIGTERM when the Job is deleted, and the pod stops at once instead of after the grace period.
+        f"( {command} ) &",
+        "child=$!",
+        """trap 'kill -TERM "$child" 2>/dev/null' TERM INT""",
+        'wait "$child"; rc=$?',
+        'if kill -0 "$child" 2>/dev/null; then wait "$child"; rc=$?; fi',
+    ]
+    if plan.multiple_results:
+        csv = q(plan.multiple_results)
+        lines.append(f'if [ -f {csv} ]; then echo {q(CSV_BEGIN)}; cat {csv}; echo; echo {q(CSV_END)}; fi')
+    if plan.config.results_pvc:
+        out = f"{plan.config.results_mount}/{plan.job_name}"
+        lines.append(f'out={q(out)}/"${{MAD_POD_NAME:-pod}}"; mkdir -p "$out" && cp -R "$dir"/. "$out"/ '
+                     '|| echo "madengine: warning: could not copy results to $out"')
+    lines.append('exit "$rc"')
+    return "\n".join(lines) + "\n"
+
+
+def distributed_env(plan: JobPlan) -> dict[str, str]:
+    """The distributed contract (as with SLURM): MASTER_ADDR, MASTER_PORT, NNODES, WORLD_SIZE, GPUS_PER_NODE; and
+    NODE_RANK for single-node runs (multi-node pods get it from their completion index)."""
+    per_node = max(plan.gpus, 1)
+    env = {"MASTER_ADDR": plan.master_addr, "MASTER_PORT": str(plan.config.master_port),
+           "NNODES": str(plan.nnodes), "WORLD_SIZE": str(plan.nnodes * per_node), "GPUS_PER_NODE": str(per_node)}
+    if plan.nnodes == 1:
+        env["NODE_RANK"] = "0"
+    return env
+
+
+def model_from_dict(klass: str, data: Any, where: str) -> Any:
+    """A client model object from a manifest-style dict (camelCase keys, as in YAML), every key checked.
+
+    Raises:
+        ConfigError: an unknown key (with the closest one) or a value the client refuses, naming ``where.key``.
+    """
+    _check(klass, data, where)
+    try:
+        return client.deserialize(data, klass)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"context key {where!r}: {' '.join(str(e).split())}") from None
+
+
+def _check(typ: str, value: Any, where: str) -> None:
+    if typ.startswith("list["):
+        if not isinstance(value, list):
+            raise ConfigError(f"context key {where!r}: expected a list")
+        for i, item in enumerate(value):
+            _check(typ[5:-1], item, f"{where}[{i}]")
+    elif typ.startswith("dict("):
+        if not isinstance(value, dict):
+            raise ConfigError(f"context key {where!r}: expected an object")
+        inner = typ[5:-1].split(", ", 1)[1]
+        for k, v in value.items():
+            _check(inner, v, f"{where}.{k}")
+    elif re.match(r"^V\d", typ) and hasattr(client.models(), typ):
+        if not isinstance(value, dict):
+            raise ConfigError(f"context key {where!r}: expected an object ({typ[2:] if typ[2:3].isupper() else typ})")
+        fields = client.model_fields(typ)
+        for key, item in value.items():
+            if key not in fields:
+                near = difflib.get_close_matches(str(key), list(fields), n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else f"; known: {', '.join(sorted(fields))}"
+                raise ConfigError(f"context key '{where}.{key}' is not a field of {typ}{hint}")
+            _check(fields[key], item, f"{where}.{key}")
+
+
+def scripts_configmap(plan: JobPlan) -> Any:
+    """The ConfigMap holding the model's scripts directory: one key per file (``/`` → ``__``), text as ``data``,
+    other files base64 as ``binaryData``. The pod maps the keys back to paths with the volume's ``items``.
+
+    Raises:
+        ConfigError: the files exceed :data:`CONFIGMAP_MAX_BYTES` (fix: ``k8s.scripts: "image"``).
+    """
+    m = client.models()
+    data: dict[str, str] = {}
+    binary: dict[str, str] = {}
+    total = 0
+    for key, content in _configmap_keys(plan.scripts or {}).items():
+        try:
+            data[key] = content.decode("utf-8")
+            total += len(content)
+        except UnicodeDecodeError:
+            binary[key] = base64.b64encode(content).decode("ascii")
+            total += len(binary[key])
+    if total > CONFIGMAP_MAX_BYTES:
+        raise ConfigError(f"k8s: the scripts of model {plan.model!r} are {total} bytes; a ConfigMap holds at most "
+                          f"{CONFIGMAP_MAX_BYTES}: put them in the image and set k8s.scripts to \"image\" (and "
+                          "k8s.image_scripts_dir)")
+    return m.V1ConfigMap(
+        api_version="v1", kind="ConfigMap",
+        metadata=m.V1ObjectMeta(name=plan.configmap_name, namespace=plan.namespace, labels=dict(plan.labels)),
+        data=data or None, binary_data=binary or None)
+
+
+def _configmap_keys(files: Mapping[str, bytes]) -> dict[str, bytes]:
+    return {key: files[path] for path, key in _key_map(files).items()}
+
+
+def _key_map(files: Mapping[str, bytes]) -> dict[str, str]:
+    """relative path → ConfigMap key (``[-._a-zA-Z0-9]``, unique)."""
+    keys: dict[str, str] = {}
+    used: set[str] = set()
+    for path in sorted(files):
+        key = _CM_KEY_INVALID.sub("_", path.replace("/", "__"))
+        base, n = key, 1
+        while key in used:
+            n += 1
+            key = f"{base}.{n}"
+        used.add(key)
+        keys[path] = key
+    return keys
+
+
+def read_scripts(directory: Path) -> dict[str, bytes]:
+    """Every file under ``directory`` (symlinks followed; ``__pycache__``/``*.pyc`` skipped), relative POSIX path →
+    bytes.
+
+    Raises:
+        ConfigError: the directory does not exist.
+    """
+    if not directory.is_dir():
+        raise ConfigError(f"models.json: scripts directory {directory} does not exist")
+    files: dict[str, bytes] = {}
+    for path in sorted(directory.rglob("*")):
+        rel = path.relative_to(directory)
+        if "__pycache__" in rel.parts or path.suffix == ".pyc" or not path.is_file():
+            continue
+        files[rel.as_posix()] = path.read_bytes()
+    return files
+
+
+def _volumes(plan: JobPlan) -> tuple[list[Any], list[Any]]:
+    m = client.models()
+    cfg = plan.config
+    volumes = [m.V1Volume(name="workspace", empty_dir=m.V1EmptyDirVolumeSource())]
+    mounts = [m.V1VolumeMount(name="workspace", mount_path=WORKSPACE)]
+    if plan.scripts is not None:
+        items = [m.V1KeyToPath(key=key, path=path) for path, key in _key_map(plan.scripts).items()]
+        volumes.append(m.V1Volume(name="scripts", config_map=m.V1ConfigMapVolumeSource(
+            name=plan.configmap_name, items=items or None, default_mode=0o755)))
+        mounts.append(m.V1VolumeMount(name="scripts", mount_path=SCRIPTS_MOUNT, read_only=True))
+    if cfg.shm:
+        volumes.append(m.V1Volume(name="dshm", empty_dir=m.V1EmptyDirVolumeSource(medium="Memory",
+                                                                                    size_limit=cfg.shm_size)))
+        mounts.append(m.V1VolumeMount(name="dshm", mount_path="/dev/shm"))
+    if cfg.results_pvc:
+        volumes.append(m.V1Volume(name="results", persistent_volume_claim=m.V1PersistentVolumeClaimVolumeSource(
+            claim_name=cfg.results_pvc)))
+        mounts.append(m.V1VolumeMount(name="results", mount_path=cfg.results_mount))
+    reserved = {"workspace", "scripts", "dshm", "results"}
+    for i, v in enumerate(cfg.volumes):
+        name = dns_label(v.name)
+        if name in reserved:
+            raise ConfigError(f"context key 'k8s.volumes[{i}].name': {v.name!r} is taken by madengine "
+                              f"({', '.join(sorted(reserved))}); choose another name")
+        reserved.add(name)
+        if v.pvc:
+            vol = m.V1Volume(name=name, persistent_volume_claim=m.V1PersistentVolumeClaimVolumeSource(
+                claim_name=v.pvc, read_only=v.read_only or None))
+        elif v.config_map:
+            vol = m.V1Volume(name=name, config_map=m.V1ConfigMapVolumeSource(name=v.config_map))
+        elif v.secret:
+            vol = m.V1Volume(name=name, secret=m.V1SecretVolumeSource(secret_name=v.secret))
+        elif v.host_path:
+            vol = m.V1Volume(name=name, host_path=m.V1HostPathVolumeSource(path=v.host_path,
+                                                                           type=v.host_path_type or None))
+        else:
+            vol = m.V1Volume(name=name, empty_dir=m.V1EmptyDirVolumeSource(medium=v.medium or None,
+                                                                           size_limit=v.size_limit))
+        volumes.append(vol)
+        mounts.append(m.V1VolumeMount(name=name, mount_path=v.mount_path, read_only=v.read_only or None,
+                                      sub_path=v.sub_path))
+    return volumes, mounts
+
+
+def _resources(plan: JobPlan) -> Any:
+    m = client.models()
+    cfg = plan.config
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if plan.gpus and plan.gpu_resource:
+        requests[plan.gpu_resource] = limits[plan.gpu_resource] = str(plan.gpus)
+    if cfg.cpu:
+        requests["cpu"] = cfg.cpu
+    if cfg.memory:
+        requests["memory"] = cfg.memory
+    if cfg.cpu_limit:
+        limits["cpu"] = cfg.cpu_limit
+    if cfg.memory_limit:
+        limits["memory"] = cfg.memory_limit
+    return m.V1ResourceRequirements(requests=requests or None, limits=limits or None)
+
+
+def _env(plan: JobPlan) -> list[Any]:
+    m = client.models()
+    env = dict(plan.env)
+    env.update(distributed_env(plan))
+    items = [m.V1EnvVar(name=k, value=v) for k, v in env.items()]
+    field_env = {"MAD_POD_NAME": "metadata.name", "MAD_K8S_NAMESPACE": "metadata.namespace"}
+    if plan.nnodes > 1:
+        field_env["NODE_RANK"] = f"metadata.annotations['{NODE_RANK_ANNOTATION}']"
+    items += [m.V1EnvVar(name=k, value_from=m.V1EnvVarSource(field_ref=m.V1ObjectFieldSelector(field_path=p)))
+              for k, p in field_env.items()]
+    return items
+
+
+def _security_context(cfg: K8sConfig) -> Any:
+    m = client.models()
+    ctx = model_from_dict("V1SecurityContext", cfg.security_context, "k8s.security_context") \
+        if cfg.security_context else None
+    if cfg.sys_ptrace:
+        ctx = ctx or m.V1SecurityContext()
+        caps = ctx.capabilities or m.V1Capabilities()
+        caps.add = sorted(set(caps.add or []) | {"SYS_PTRACE"})
+        ctx.capabilities = caps
+    return ctx
+
+
+def job(plan: JobPlan) -> Any:
+    """The ``batch/v1`` Job of the plan (Indexed with a subdomain when ``nnodes > 1``)."""
+    m = client.models()
+    cfg = plan.config
+    volumes, mounts = _volumes(plan)
+    container = m.V1Container(
+        name="model", image=plan.image, image_pull_policy=plan.pull_policy,
+        command=["/bin/sh", "-c", entry_script(plan, cfg.image_scripts_dir)], env=_env(plan),
+        resources=_resources(plan), volume_mounts=mounts, security_context=_security_context(cfg))
+    tolerations = [model_from_dict("V1Toleration", t, f"k8s.tolerations[{i}]") for i, t in enumerate(cfg.tolerations)]
+    affinity = model_from_dict("V1Affinity", cfg.affinity, "k8s.affinity") if cfg.affinity else None
+    pod_labels = dict(plan.labels)
+    job_labels = dict(plan.labels)
+    if cfg.queue_name:
+        job_labels[KUEUE_LABEL] = cfg.queue_name
+    annotations = {"madengine/model-name": plan.model, **cfg.annotations}
+    pod_spec = m.V1PodSpec(
+        restart_policy="Never", containers=[container], volumes=volumes,
+        node_selector=dict(cfg.node_selector) or None, tolerations=tolerations or None, affinity=affinity,
+        priority_class_name=cfg.priority_class, service_account_name=cfg.service_account,
+        image_pull_secrets=[m.V1LocalObjectReference(name=s) for s in cfg.image_pull_secrets] or None,
+        subdomain=plan.service_name if plan.nnodes > 1 else None, enable_service_links=False)
+    spec = m.V1JobSpec(
+        backoff_limit=cfg.backoff_limit, active_deadline_seconds=plan.active_deadline,
+        ttl_seconds_after_finished=cfg.ttl_seconds_after_finished,
+        template=m.V1PodTemplateSpec(metadata=m.V1ObjectMeta(labels=pod_labels, annotations=annotations),
+                                     spec=pod_spec))
+    if plan.nnodes > 1:
+        spec.completions = spec.parallelism = plan.nnodes
+        spec.completion_mode = "Indexed"
+    return m.V1Job(api_version="batch/v1", kind="Job",
+                   metadata=m.V1ObjectMeta(name=plan.job_name, namespace=plan.namespace, labels=job_labels,
+                                           annotations=annotations),
+                   spec=spec)
+
+
+def headless_service(plan: JobPlan) -> Any:
+    """The headless Service (``clusterIP: None``) giving a multi-node run's pods stable DNS names."""
+    m = client.models()
+    return m.V1Service(
+        api_version="v1", kind="Service",
+        metadata=m.V1ObjectMeta(name=plan.service_name, namespace=plan.namespace, labels=dict(plan.labels)),
+        spec=m.V1ServiceSpec(cluster_ip="None", selector={JOB_LABEL: plan.job_name},
+                             publish_not_ready_addresses=True,
+                             ports=[m.V1ServicePort(name="master", port=plan.config.master_port,
+                                                    target_port=plan.config.master_port)]))
+
+
+def build_objects(plan: JobPlan) -> list[Any]:
+    """The objects of one model, in creation order: [ConfigMap], [Service], Job."""
+    objects = []
+    if plan.scripts is not None:
+        objects.append(scripts_configmap(plan))
+    if plan.nnodes > 1:
+        objects.append(headless_service(plan))
+    objects.append(job(plan))
+    return objects
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the entry script) as ``|`` blocks."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def to_yaml(obj: Any) -> str:
+    """One object as YAML (the dict the API receives: camelCase, ``None`` dropped; multi-line strings as ``|``)."""
+    return yaml.dump(client.serialize(obj), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+
+
+def write_manifests(objects: list[Any], directory: Path) -> list[Path]:
+    """``--dry-run``: one YAML file per object, ``NN-<kind>-<name>.yaml`` in ``directory``. Returns the paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, obj in enumerate(objects):
+        path = directory / f"{i:02d}-{obj.kind.lower()}-{obj.metadata.name}.yaml"
+        path.write_text(to_yaml(obj), encoding="utf-8")
+        paths.append(path)
+    return paths

@@ -1,0 +1,73 @@
+"""Bringing a finished job's results home: each node's perf rows are merged into the run's perf.csv.
+
+A job directory holds ``results/<node>/perf.csv`` (one per node, written by that node's ``madengine run.local``) and
+the node's ``*.run.live.log`` files beside it. :func:`collect` reads every node's rows, stamps them with
+``deployment_type=slurm``, ``nnodes`` and ``gpus_per_node``, adds one FAILURE row for each node that wrote none (a
+job killed by its time limit, cancelled, or failed before the model ran: the reason names the Slurm state), and
+appends them to perf.csv in one locked write (:func:`madengine.results.perf_csv.append_rows`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from madengine.deploy.slurm.monitor import JobStatus
+from madengine.deploy.slurm.state import JobRecord
+from madengine.results.perf_csv import PERF_CSV_HEADER, PerfRow, append_rows, read_rows
+
+
+def node_results(local_dir: Path) -> dict[str, list[dict[str, str]]]:
+    """``{node name: rows}`` from ``local_dir/results/<node>/perf.csv`` (nodes without a perf.csv are absent).
+
+    Raises:
+        PerfCsvError: a node's perf.csv is malformed (names the file and line).
+    """
+    found: dict[str, list[dict[str, str]]] = {}
+    results = local_dir / "results"
+    if not results.is_dir():
+        return found
+    for node_dir in sorted(p for p in results.iterdir() if p.is_dir()):
+        perf = node_dir / "perf.csv"
+        if perf.is_file():
+            found[node_dir.name] = read_rows(perf)
+    return found
+
+
+def rows_for_job(record: JobRecord, status: JobStatus) -> list[PerfRow]:
+    """The perf rows of one finished job (see the module docstring); never empty for a finished job."""
+    local_dir = Path(record.local_dir)
+    stamp = {"deployment_type": "slurm", "nnodes": str(record.nnodes), "gpus_per_node": str(record.gpus_per_node)}
+    rows: list[PerfRow] = []
+    per_node = node_results(local_dir)
+    for node, node_rows in per_node.items():
+        for raw in node_rows:
+            values: dict[str, Any] = {k: raw.get(k, "") for k in PERF_CSV_HEADER}
+            values.update(stamp)
+            if values["status"] not in ("SUCCESS", "FAILURE", "SKIPPED"):
+                values["status"] = "FAILURE"
+            if not values["machine_name"]:
+                values["machine_name"] = node
+            row = PerfRow(**values)
+            if row.status == "FAILURE":
+                row.reason = f"node {node}: see {local_dir / 'results' / node}"
+            rows.append(row)
+    missing = max(0, record.nnodes - len(per_node))
+    if missing or not rows:
+        reason = (f"slurm {status.describe()}: {missing or record.nnodes} node(s) wrote no perf row; "
+                  f"see {local_dir}/slurm-{record.job_id}.out")
+        template = PerfRow(model=record.model, status="FAILURE", reason=reason, docker_image=record.docker_image,
+                           docker_file=record.docker_file, **stamp)
+        rows.extend(template.model_copy() for _ in range(missing or record.nnodes))
+    return rows
+
+
+def collect(record: JobRecord, status: JobStatus, output: Path) -> list[PerfRow]:
+    """Append the job's rows (:func:`rows_for_job`) to ``output`` and return them.
+
+    Raises:
+        PerfCsvError: ``output`` has a foreign header, or a node's perf.csv is malformed.
+    """
+    rows = rows_for_job(record, status)
+    append_rows(output, rows)
+    return rows

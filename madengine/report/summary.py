@@ -1,0 +1,184 @@
+"""The run summary JSON: one file per run with every row's status, reason, performance, durations and log path.
+
+perf.csv has no column for why a row failed (adding one would break madengine v2's readers), so a run writes this
+file next to it (``--summary-output F``); ``inv report`` reads it alongside perf.csv files. The schema is
+:class:`RunSummary` (``"schema": "madengine-run-summary/1"``); fields may be added in later versions, and readers
+ignore fields they do not know. Example::
+
+    {"schema": "madengine-run-summary/1", "created": "2025-01-31T12:00:00+00:00",
+     "output": "perf.csv", "manifest": "build_manifest.json", "deployment": {"target": "local"},
+     "logs": ["dummy_ci-dummy_dummy.ubuntu.amd.run.live.log"],
+     "counts": {"total": 1, "SUCCESS": 0, "FAILURE": 1, "SKIPPED": 0},
+     "models": [{"model": "dummy", "status": "FAILURE", "reason": "timed out after 60 s", "performance": null,
+                 "metric": "", "n_gpus": "1", "nnodes": "1", "gpus_per_node": "1", "launcher": "",
+                 "deployment_type": "local", "gpu_architecture": "gfx942", "docker_file": "docker/dummy.Dockerfile",
+                 "docker_image": "ci-dummy_dummy", "machine_name": "node1", "build_duration": 12.5,
+                 "test_duration": 60.1, "log": "dummy_ci-dummy_dummy.ubuntu.amd.run.live.log"}]}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from madengine.errors import MadEngineError
+from madengine.results.perf_csv import PerfRow
+
+#: The ``schema`` value of the files :func:`write_summary` writes.
+SUMMARY_SCHEMA = "madengine-run-summary/1"
+
+#: perf.csv columns copied into each summary entry as text.
+_TEXT_FIELDS = ("metric", "n_gpus", "nnodes", "gpus_per_node", "launcher", "deployment_type", "gpu_architecture",
+                "docker_file", "docker_image", "machine_name")
+
+
+class SummaryEntry(BaseModel):
+    """One result row of a run: the perf.csv row's fields that reports use, plus ``reason`` and ``log``.
+
+    ``performance`` is a number in the unit ``metric`` names (``None``: blank or not a number); durations are seconds
+    (``None``: unknown). ``status`` is normally SUCCESS, FAILURE or SKIPPED; other values are kept as written.
+    """
+
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+    model: str
+    status: str
+    reason: str = ""
+    performance: float | None = None
+    metric: str = ""
+    n_gpus: str = ""
+    nnodes: str = ""
+    gpus_per_node: str = ""
+    launcher: str = ""
+    deployment_type: str = ""
+    gpu_architecture: str = ""
+    docker_file: str = ""
+    docker_image: str = ""
+    machine_name: str = ""
+    build_duration: float | None = None
+    test_duration: float | None = None
+    log: str = ""
+
+
+class RunSummary(BaseModel):
+    """The run summary file (see the module docstring for an example).
+
+    ``output`` is the perf.csv the rows were appended to, ``manifest`` the build manifest used (``None``: none),
+    ``deployment`` the target and its settings as a JSON object, ``logs`` every log file of the run, ``counts`` the
+    number of rows per status plus ``total``. Paths are written as given (relative paths are relative to the
+    directory the run started in).
+    """
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    schema_: str = Field(default=SUMMARY_SCHEMA, alias="schema")
+    created: str = ""
+    output: str = ""
+    manifest: str | None = None
+    deployment: dict[str, Any] = Field(default_factory=dict)
+    logs: list[str] = Field(default_factory=list)
+    counts: dict[str, int] = Field(default_factory=dict)
+    models: list[SummaryEntry] = Field(default_factory=list)
+
+
+def number(text: str) -> float | None:
+    """``text`` as a finite float, or ``None`` when blank, not a number, NaN or infinite."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def build_summary(rows: Iterable[PerfRow], *, manifest_path: str | Path | None = None,
+                  deployment: Mapping[str, Any] | str | None = None,
+                  logs: Mapping[str, str | Path] | Iterable[str | Path] = (),
+                  output: str | Path = "perf.csv") -> RunSummary:
+    """The :class:`RunSummary` of ``rows`` (same arguments as :func:`write_summary`), without writing it."""
+    log_by_model: dict[str, str] = {}
+    if isinstance(logs, Mapping):
+        log_by_model = {str(model): str(path) for model, path in logs.items()}
+        log_paths = list(dict.fromkeys(log_by_model.values()))
+    else:
+        log_paths = [str(path) for path in logs]
+    if deployment is None:
+        deployment_obj: dict[str, Any] = {}
+    elif isinstance(deployment, str):
+        deployment_obj = {"target": deployment}
+    else:
+        deployment_obj = json.loads(json.dumps(dict(deployment), default=str))  # JSON-safe copy
+    entries = []
+    counts: dict[str, int] = {"total": 0, "SUCCESS": 0, "FAILURE": 0, "SKIPPED": 0}
+    for row in rows:
+        counts["total"] += 1
+        counts[row.status] = counts.get(row.status, 0) + 1
+        entries.append(SummaryEntry(
+            model=row.model, status=row.status, reason=row.reason, performance=number(row.performance),
+            build_duration=number(row.build_duration), test_duration=number(row.test_duration),
+            log=log_by_model.get(row.model, ""), **{name: getattr(row, name) for name in _TEXT_FIELDS}))
+    return RunSummary(created=datetime.now(timezone.utc).isoformat(timespec="seconds"), output=str(output),
+                      manifest=str(manifest_path) if manifest_path else None, deployment=deployment_obj,
+                      logs=log_paths, counts=counts, models=entries)
+
+
+def write_summary(path: str | Path, rows: Iterable[PerfRow], *, manifest_path: str | Path | None = None,
+                  deployment: Mapping[str, Any] | str | None = None,
+                  logs: Mapping[str, str | Path] | Iterable[str | Path] = (),
+                  output: str | Path = "perf.csv") -> Path:
+    """Write the run summary JSON of ``rows`` (the :class:`PerfRow` objects of one run) to ``path``; return it.
+
+    Args:
+        path: the JSON file to write (replaced atomically; parent directories are created).
+        rows: the run's rows, with ``reason`` set on FAILURE/SKIPPED rows.
+        manifest_path: the build manifest the run used, or ``None``.
+        deployment: the deployment target and its settings (``{"target": "slurm", "partition": ...}``), or just the
+            target name (stored as ``{"target": name}``); values that are not JSON become strings.
+        logs: the run's log files: a ``{model name: path}`` mapping (each entry gets its ``log``) or a list of paths.
+        output: the perf.csv the rows were appended to.
+
+    Raises:
+        MadEngineError: (exit code 1) the file cannot be written; the message names it and the OS error.
+    """
+    summary = build_summary(rows, manifest_path=manifest_path, deployment=deployment, logs=logs, output=output)
+    text = summary.model_dump_json(by_alias=True, indent=2) + "\n"
+    write_text_atomic(Path(path), text, what="run summary")
+    return Path(path)
+
+
+def _new_file_mode(path: Path) -> int:
+    """The mode for ``path``: the existing file's, else 0o666 less the process umask (as ``open()`` would)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def write_text_atomic(path: Path, text: str, *, what: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same directory and ``os.replace``.
+
+    Raises:
+        MadEngineError: (exit code 1) the directory cannot be created or the file cannot be written.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.fchmod(fd, _new_file_mode(path))
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+                fh.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as e:
+        raise MadEngineError(f"cannot write the {what} {path}: {e.strerror or e}; choose another --output") from None

@@ -1,0 +1,120 @@
+"""``inv report`` (default), ``report.compare``, ``report.html``, ``report.junit``, ``report.check``.
+
+Thin: each task loads the inputs (:mod:`madengine.report.load`), calls one renderer of :mod:`madengine.report`, and
+prints or writes the result. Inputs are ``--csv`` files (perf.csv of madengine v1/v2/ours, or run summary JSON;
+default: the configured ``output``, perf.csv); ``--summary`` adds a run's reasons to the perf.csv rows.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from madengine.tasks._common import mad_task, say
+
+_ITERABLE = ["csv", "summary", "label"]
+_FORMATS = ("table", "json", "html", "junit", "markdown")
+
+_HELP = {
+    "csv": "perf.csv or run summary JSON to report on (repeatable; default: the configured output, perf.csv)",
+    "summary": "run summary JSON whose failure reasons are added to the matching perf.csv rows (repeatable)",
+    "label": "name of each --csv input in the report, in the same order (default: the file name)",
+    "format": "table (default), json, html, junit or markdown",
+    "output": "write to this file instead of stdout ('-' = stdout)",
+    "by": "match rows by model (default), launcher (model+launcher) or config (model+docker_file+GPUs+nodes+...)",
+    "threshold": "flag relative changes beyond this fraction (default 0.05 = 5%)",
+    "title": "page title of the HTML report",
+    "references": "references YAML: expected value and tolerances per model (see README 'Reporting')",
+    "allow_missing": "do not fail when a referenced model has no result row",
+}
+
+
+def _sources(c: Any, csv: list[str] | None, summary: list[str] | None, label: list[str] | None) -> list[Any]:
+    from madengine import settings
+    from madengine.report.load import load_sources
+
+    paths = csv or [settings.resolve(c.config.get("madengine"))["output"]]
+    return load_sources(paths, label or [], summary or [])
+
+
+def _emit(text: str, output: str | None, what: str) -> None:
+    from pathlib import Path
+
+    from madengine.report.summary import write_text_atomic
+
+    if not output or output == "-":
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    write_text_atomic(Path(output), text if text.endswith("\n") else text + "\n", what=what)
+    say(f"wrote {what} {output}")
+
+
+def _color() -> bool:
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+@mad_task(default=True, iterable=_ITERABLE, help=_HELP)
+def report(c, csv=None, summary=None, label=None, format="table", output=None):
+    """Report perf.csv results: a table grouped by model (or JSON, HTML, JUnit, Markdown) and the failures."""
+    from madengine.errors import ConfigError
+    from madengine.report import html, junit, table
+
+    if format not in _FORMATS:
+        raise ConfigError(f"--format {format!r}: use one of {', '.join(_FORMATS)}")
+    sources = _sources(c, csv, summary, label)
+    render = {"table": table.render_table, "json": table.render_json, "markdown": table.render_markdown,
+              "html": html.render_html, "junit": junit.render_junit}[format]
+    _emit(render(sources), output, f"{format} report")
+
+
+@mad_task(iterable=_ITERABLE, help={**_HELP, "format": "table (default), json or markdown"})
+def compare(c, csv=None, summary=None, label=None, by="model", threshold=None, format="table", output=None):
+    """Compare runs side by side (first --csv = baseline): absolute and relative change per model and metric."""
+    from madengine.errors import ConfigError
+    from madengine.report import compare as compare_mod
+
+    if format not in ("table", "json", "markdown"):
+        raise ConfigError(f"--format {format!r}: report.compare writes table, json or markdown")
+    try:
+        limit = 0.05 if threshold in (None, "") else float(threshold)
+    except ValueError:
+        raise ConfigError(f"--threshold {threshold!r}: give a fraction, e.g. 0.05 for 5%") from None
+    result = compare_mod.compare(_sources(c, csv, summary, label), by=by, threshold=limit)
+    if format == "json":
+        text = compare_mod.render_compare_json(result)
+    elif format == "markdown":
+        text = compare_mod.render_compare_markdown(result)
+    else:
+        text = compare_mod.render_compare_table(result, color=_color() and output in (None, "-"))
+    _emit(text, output, "comparison")
+
+
+@mad_task(iterable=_ITERABLE, help=_HELP)
+def html(c, csv=None, summary=None, label=None, output="report.html", title="madengine report"):
+    """Write one self-contained HTML report (table, failures, comparison, SVG charts); no network needed."""
+    from madengine.report.html import render_html
+
+    _emit(render_html(_sources(c, csv, summary, label), title=title), output, "HTML report")
+
+
+@mad_task(iterable=_ITERABLE, help=_HELP)
+def junit(c, csv=None, summary=None, label=None, output="junit.xml"):
+    """Write JUnit XML: one testcase per row (SUCCESS passes, FAILURE fails with its reason, SKIPPED skips)."""
+    from madengine.report.junit import render_junit
+
+    _emit(render_junit(_sources(c, csv, summary, label)), output, "JUnit XML")
+
+
+@mad_task(iterable=_ITERABLE, help=_HELP)
+def check(c, references=None, csv=None, summary=None, label=None, allow_missing=False):
+    """Check the newest results against a references YAML; exit 3 listing every metric out of bounds."""
+    from madengine.errors import ConfigError
+    from madengine.report import check as check_mod
+
+    if not references:
+        raise ConfigError("report.check needs --references F (a YAML file; see README 'Reporting')")
+    refs = check_mod.load_references(references)
+    outcomes = check_mod.check(_sources(c, csv, summary, label), refs)
+    say(check_mod.render_check(outcomes))
+    check_mod.raise_for_outcomes(outcomes, allow_missing=allow_missing)

@@ -1,0 +1,275 @@
+"""End to end on the real local Slurm cluster (2 virtual nodes) and the real Docker engine, through the CLI.
+
+Every run goes through `madengine run.slurm`: render → sbatch → batched monitoring → per-node `madengine run.local`
+→ rows merged into perf.csv. Only the status-query outage uses fakes (wrappers around the real sacct/squeue).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import madengine, read_perf
+from tests.slurm.conftest import fake_scheduler, latest_job_dir
+
+pytestmark = pytest.mark.slurm
+
+CTX = json.dumps({"gpu_vendor": "NONE", "slurm": {"poll_interval": 0.5, "poll_max": 2}})
+
+
+def _slurm_state(job_id: str) -> str:
+    out = subprocess.run(["squeue", "-t", "all", "-h", "-j", job_id, "-O", "State"], capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def _probe_rows(hub: Path) -> list[dict[str, str]]:
+    return [r for r in read_perf(hub / "perf.csv") if r["model"] == "slurm_probe"]
+
+
+def _node_logs(job_dir: Path) -> dict[str, str]:
+    return {p.parent.name: p.read_text() for p in job_dir.glob("results/*/slurm_probe_dummy.ubuntu.run.live.log")}
+
+
+@pytest.mark.parametrize("runtime", ["docker", "native"])
+def test_two_nodes_one_row_per_node(slurm_hub: Path, no_leftovers, runtime: str) -> None:
+    ctx = json.dumps({"gpu_vendor": "NONE", "runtime": runtime, "slurm": {"poll_interval": 0.5, "poll_max": 2}})
+    res = madengine("run.slurm", "--manifest-file", "probe.json", "--nodes", "2", "--time", "00:05:00",
+                    "--additional-context", ctx, cwd=slurm_hub)
+    assert res.rc == 0, res.text
+    assert "Traceback" not in res.err
+    rows = _probe_rows(slurm_hub)
+    assert len(rows) == 2, rows
+    assert sorted(r["performance"] for r in rows) == ["1", "2"]  # NODE_RANK 0 and 1
+    assert {r["deployment_type"] for r in rows} == {"slurm"}
+    assert {r["nnodes"] for r in rows} == {"2"}
+    assert {r["gpus_per_node"] for r in rows} == {"0"}
+    assert {r["status"] for r in rows} == {"SUCCESS"}
+    assert all(r["docker_image"] == ("ci-slurm_probe_dummy.ubuntu" if runtime == "docker" else "") for r in rows)
+    logs = _node_logs(latest_job_dir(slurm_hub, "slurm_probe"))
+    assert set(logs) == {"n1", "n2"}
+    assert "NODE_RANK=0 RANK=0 MASTER_ADDR=n1 NNODES=2 WORLD_SIZE=2 MASTER_PORT=29500" in logs["n1"]
+    assert "NODE_RANK=1 RANK=1 MASTER_ADDR=n1 NNODES=2 WORLD_SIZE=2" in logs["n2"]
+    assert "DEPLOYMENT=slurm" in logs["n1"]
+    assert re.search(r"slurm-\d+\.out", res.err)  # points at the logs
+
+
+def test_tags_build_then_run_with_section_from_context(slurm_hub: Path, no_leftovers) -> None:
+    """`inv run --additional-context '{"deploy": "slurm", ...}'` builds and routes to the slurm target."""
+    ctx = json.dumps({"gpu_vendor": "NONE", "deploy": "slurm",
+                      "slurm": {"nodes": 2, "poll_interval": 0.5, "poll_max": 2}})
+    res = madengine("run", "--tags", "dummy", "--additional-context", ctx, cwd=slurm_hub)
+    assert res.rc == 0, res.text
+    rows = [r for r in read_perf(slurm_hub / "perf.csv") if r["model"] == "dummy"]
+    assert len(rows) == 2 and {r["deployment_type"] for r in rows} == {"slurm"}
+    manifest = json.loads((slurm_hub / "build_manifest.json").read_text())
+    assert manifest["deployment_config"]["deploy"] == "slurm"
+
+
+def test_failing_model_gives_failed_and_exit_3(slurm_hub: Path, no_leftovers) -> None:
+    res = madengine("run.slurm", "--manifest-file", "fail.json", "--nodes", "2", "--additional-context", CTX, cwd=slurm_hub)
+    assert res.rc == 3, res.text
+    assert re.search(r"job \d+: FAILED \(exit 3:0", res.err), res.err
+    rows = [r for r in read_perf(slurm_hub / "perf.csv") if r["model"] == "dummy_fail"]
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"FAILURE"}
+    assert "Traceback" not in res.err
+
+
+def test_unsatisfiable_request_is_cancelled(slurm_hub: Path) -> None:
+    """--nodes 3 on a 2-node cluster pends forever (PartitionNodeLimit): reported and cancelled."""
+    res = madengine("run.slurm", "--manifest-file", "dummy.json", "--nodes", "3", "--additional-context", CTX, cwd=slurm_hub)
+    assert res.rc == 3, res.text
+    assert re.search(r"cannot resolve \((PartitionNodeLimit|PartitionConfig)\); cancelled by madengine", res.err), \
+        res.err
+    job_id = re.search(r"Slurm job (\d+)", res.err).group(1)  # type: ignore[union-attr]
+    assert _slurm_state(job_id) == "CANCELLED"
+
+
+def test_sbatch_rejection_is_exit_4(slurm_hub: Path) -> None:
+    res = madengine("run.slurm", "--manifest-file", "dummy.json", "--partition", "nopart", "--additional-context", CTX,
+                    cwd=slurm_hub)
+    assert res.rc == 4, res.text
+    assert "sbatch rejected" in res.err and "invalid partition" in res.err.lower()
+
+
+def test_dry_run_writes_script_submits_nothing(slurm_hub: Path) -> None:
+    before = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i"], capture_output=True, text=True).stdout
+    res = madengine("run.slurm", "--manifest-file", "dummy.json", "--nodes", "2", "--gpus-per-node", "1", "--exclusive",
+                    "--time", "90", "--dry-run", "--additional-context", CTX, cwd=slurm_hub)
+    assert res.rc == 0, res.text
+    script = Path(res.out.strip().splitlines()[0])
+    text = script.read_text()
+    assert "#SBATCH --nodes=2" in text and "#SBATCH --gpus-per-node=1" in text
+    assert "#SBATCH --exclusive" in text and "#SBATCH --time=00:01:30" in text
+    after = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i"], capture_output=True, text=True).stdout
+    assert before == after
+    assert not (slurm_hub / "perf.csv").exists() or len(read_perf(slurm_hub / "perf.csv")) == 0
+
+
+def test_injection_in_env_does_not_execute(slurm_hub: Path, tmp_path: Path, no_leftovers) -> None:
+    marker = tmp_path / "pwned"
+    evil = f"$(touch {marker})`touch {marker}`'\"; touch {marker}\nx"
+    ctx = json.dumps({"gpu_vendor": "NONE", "env_vars": {"EVIL": evil},
+                      "slurm": {"poll_interval": 0.5, "poll_max": 2, "modules": []}})
+    res = madengine("run.slurm", "--manifest-file", "probe.json", "--nodes", "1", "--additional-context", ctx, cwd=slurm_hub)
+    assert res.rc == 0, res.text
+    assert not marker.exists()
+    log = _node_logs(latest_job_dir(slurm_hub, "slurm_probe"))["n1"]
+    assert f"EVIL=[$(touch {marker})`touch {marker}`'\"; touch {marker}" in log
+    bad = json.dumps({"gpu_vendor": "NONE", "slurm": {"env_vars": {"A;touch x": "1"}}})
+    res = madengine("run.slurm", "--manifest-file", "dummy.json", "--dry-run", "--additional-context", bad, cwd=slurm_hub)
+    assert res.rc == 4 and "not a valid environment variable name" in res.err, res.text
+
+
+def test_no_wait_then_status_and_logs_reattach(slurm_hub: Path, no_leftovers) -> None:
+    res = madengine("run.slurm", "--manifest-file", "probe.json", "--nodes", "2", "--no-wait", "--additional-context", CTX,
+                    cwd=slurm_hub)
+    assert res.rc == 0, res.text
+    job_id = re.search(r"^(\d+)$", res.out, re.M).group(1)  # type: ignore[union-attr]
+    state = json.loads((slurm_hub / ".madengine" / "slurm-jobs.json").read_text())
+    assert job_id in state["jobs"] and state["jobs"][job_id]["model"] == "slurm_probe"
+    deadline = time.monotonic() + 120
+    while True:  # "another shell" reattaches
+        st = madengine("slurm.status", job_id, cwd=slurm_hub)
+        if "COMPLETED" in st.out or time.monotonic() > deadline:
+            break
+        assert st.rc == 0, st.text
+        assert re.search(r"PENDING|RUNNING|COMPLETING|CONFIGURING", st.out), st.text
+        time.sleep(1)
+    assert st.rc == 0, st.text
+    assert "2 row(s) appended" in st.out
+    assert len(_probe_rows(slurm_hub)) == 2
+    again = madengine("slurm.status", job_id, cwd=slurm_hub)  # collected once only
+    assert again.rc == 0 and "appended" not in again.out and len(_probe_rows(slurm_hub)) == 2
+    logs = madengine("slurm.logs", job_id, cwd=slurm_hub)
+    assert logs.rc == 0, logs.text
+    assert "MASTER_ADDR=n1 NNODES=2" in logs.out and "NODE_RANK=1" in logs.out
+    unknown = madengine("slurm.status", "999999", cwd=slurm_hub)
+    assert unknown.rc == 4 and "not recorded" in unknown.err
+
+
+def test_cancel_gives_cancelled_and_cleans_up(slurm_hub: Path, no_leftovers) -> None:
+    res = madengine("run.slurm", "--manifest-file", "timeout.json", "--timeout", "0", "--nodes", "2", "--no-wait",
+                    "--additional-context", CTX, cwd=slurm_hub)
+    assert res.rc == 0, res.text
+    job_id = re.search(r"^(\d+)$", res.out, re.M).group(1)  # type: ignore[union-attr]
+    job_dir = latest_job_dir(slurm_hub, "dummy_timeout")
+    deadline = time.monotonic() + 60
+    while len(list(job_dir.glob("results/*/*.run.live.log"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)  # both nodes are running the model
+    follow = subprocess.Popen([sys.executable, "-m", "madengine", "slurm.logs", job_id, "--follow"], cwd=slurm_hub,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2)
+    assert follow.poll() is None  # --follow waits while the job runs
+    cancel = madengine("slurm.cancel", job_id, cwd=slurm_hub)
+    assert cancel.rc == 0, cancel.text
+    assert "CANCELLED" in cancel.out
+    out, _ = follow.communicate(timeout=60)
+    assert follow.returncode == 0 and "MASTER_ADDR=n1" in out
+    st = madengine("slurm.status", job_id, cwd=slurm_hub)
+    assert st.rc == 3, st.text
+    rows = [r for r in read_perf(slurm_hub / "perf.csv") if r["model"] == "dummy_timeout"]
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"FAILURE"}
+    time.sleep(3)  # the nodes' madengine removes its containers on SIGTERM (checked by no_leftovers)
+
+
+def test_ctrl_c_cancels_the_jobs(slurm_hub: Path, no_leftovers) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "madengine", "run.slurm", "--manifest-file", "timeout.json",
+                             "--timeout", "0", "--nodes", "2", "--additional-context", CTX], cwd=slurm_hub,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    job_id = None
+    seen = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        seen.append(line)
+        m = re.search(r"Slurm job (\d+)", line)
+        if m:
+            job_id = m.group(1)
+        if job_id and "1 running" in line:
+            break
+    assert job_id, "".join(seen)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, "".join(seen) + err
+    assert f"cancelled Slurm job(s) {job_id} (scancel)" in err
+    assert "Traceback" not in err
+    deadline = time.monotonic() + 30
+    while _slurm_state(job_id) not in ("CANCELLED", "") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _slurm_state(job_id) == "CANCELLED"
+    time.sleep(3)
+
+
+def test_status_query_outage_never_reports_success(slurm_hub: Path, tmp_path: Path, no_leftovers) -> None:
+    res = madengine("run.slurm", "--manifest-file", "dummy.json", "--nodes", "1", "--no-wait", "--additional-context", CTX,
+                    cwd=slurm_hub)
+    assert res.rc == 0, res.text
+    job_id = re.search(r"^(\d+)$", res.out, re.M).group(1)  # type: ignore[union-attr]
+    flag = tmp_path / "outage"
+    flag.touch()
+    env = fake_scheduler(tmp_path, flag)
+    time.sleep(8)  # the job has finished by now; the scheduler "cannot be reached"
+    st = madengine("slurm.status", job_id, cwd=slurm_hub, env=env)
+    assert st.rc == 1, st.text
+    assert "unknown" in st.text and "Socket timed out" in st.text
+    assert "COMPLETED" not in st.out
+    assert not (slurm_hub / "perf.csv").exists() or not read_perf(slurm_hub / "perf.csv")
+    flag.unlink()
+    deadline = time.monotonic() + 60
+    while True:
+        st = madengine("slurm.status", job_id, cwd=slurm_hub, env=env)
+        if "COMPLETED" in st.out or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert st.rc == 0 and "COMPLETED" in st.out, st.text
+    assert len(read_perf(slurm_hub / "perf.csv")) == 1
+
+
+def test_cluster_over_ssh(slurm_hub: Path, login_node, no_leftovers) -> None:
+    res = madengine("run.slurm", "--manifest-file", "probe.json", "--nodes", "2", "--cluster", "local/loopback",
+                    "--additional-context", CTX, cwd=slurm_hub)
+    assert res.rc == 0, res.text
+    assert "ssh root@127.0.0.1:2222" in res.err
+    rows = _probe_rows(slurm_hub)
+    assert sorted(r["performance"] for r in rows) == ["1", "2"]
+    job_dir = latest_job_dir(slurm_hub, "slurm_probe")
+    logs = _node_logs(job_dir)  # fetched back from the login node
+    assert "MASTER_ADDR=n1" in logs["n2"]
+    assert list(job_dir.glob("slurm-*.out"))
+
+
+def test_cluster_unknown_host_key_is_refused(slurm_hub: Path, login_node, tmp_path: Path) -> None:
+    inv_dir = tmp_path / "inventories"
+    inv_dir.mkdir()
+    other = tmp_path / "known_hosts"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True)
+    other.write_text("[127.0.0.1]:2222 " + " ".join((tmp_path / "k.pub").read_text().split()[:2]) + "\n")
+    (inv_dir / "evil.yaml").write_text(
+        "clusters:\n  c:\n    login: {host: 127.0.0.1, port: 2222, user: root, "
+        f"key_filename: /var/lib/madengine/sshd/id_ed25519, known_hosts: {other}, connect_timeout: 5}}\n"
+        "    work_dir: /tmp/madengine-remote\n")
+    res = madengine("run.slurm", "--manifest-file", "dummy.json", "--cluster", "evil/c", "--additional-context", CTX,
+                    cwd=slurm_hub, env={"MADENGINE_INVENTORY_DIR": str(inv_dir)})
+    assert res.rc == 1, res.text
+    assert "127.0.0.1" in res.err and "Traceback" not in res.err
+    assert re.search(r"host key|Host key", res.err), res.err
+
+
+@pytest.mark.slow
+def test_time_limit_gives_timeout(slurm_hub: Path, no_leftovers) -> None:
+    res = madengine("run.slurm", "--manifest-file", "timeout.json", "--timeout", "0", "--nodes", "2", "--time", "00:01:00",
+                    "--additional-context", CTX, cwd=slurm_hub, timeout=240)
+    assert res.rc == 3, res.text
+    assert re.search(r"job \d+: TIMEOUT", res.err), res.err
+    rows = [r for r in read_perf(slurm_hub / "perf.csv") if r["model"] == "dummy_timeout"]
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"FAILURE"}
+    time.sleep(3)
+
