@@ -22,7 +22,7 @@ from madengine.results.perf_csv import PerfRow, append_rows, read_rows
 
 __all__ = [
     "ConfigError", "DeployRequest", "EngineStatus", "MadEngineError", "PerfRow", "RunError", "RunSummary",
-    "append_rows", "build", "check_run", "deploy_target", "detect_gpus", "discover_models", "engine_status",
+    "append_rows", "build", "check_launcher", "check_run", "deploy_target", "detect_gpus", "discover_models", "engine_status",
     "load_context", "load_manifest", "preflight", "read_rows", "run",
 ]
 
@@ -101,6 +101,19 @@ def build(hub: str | Path, tags: Sequence[str], *, exclude_tags: Sequence[str] =
                                      manifest_output=Path(manifest_output), log_dir=Path(log_dir),
                                      live_output=live_output, detected_vendor=gpu.detect().vendor)
     return outcome.manifest
+
+
+def check_launcher(ctx: dict[str, Any], *, nodes: Any = None) -> None:
+    """Validate the context's launcher and parallelism (tp × pp × dp against the GPUs, expert parallel, ports, ...)
+    when it names one; do nothing otherwise.
+
+    Raises:
+        ConfigError: a violated rule, in one line naming the keys and numbers.
+    """
+    from madengine import launchers
+
+    if launchers.launcher_name(ctx) is not None:
+        launchers.resolve(ctx, nodes=int(nodes) if nodes not in (None, "") else None)
 
 
 def preflight(hub: str | Path, tags: Sequence[str], exclude_tags: Sequence[str], ctx: dict[str, Any], *,

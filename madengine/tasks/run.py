@@ -43,6 +43,7 @@ def workflow(c: Any, target: str | None, target_options: dict[str, Any] | None =
     if o.get("timeout") is not None and str(o["timeout"]).strip().startswith("-"):
         raise ConfigError(f"--timeout: {o['timeout']!r} must be 0 (no limit) or a number of seconds")
     timeout = settings.parse_timeout(opts["timeout"])
+    loaded = False
     if o.get("manifest_file"):
         if o.get("tags"):
             say("madengine: note: --manifest-file given; --tags is ignored (the manifest decides what runs)")
@@ -50,8 +51,10 @@ def workflow(c: Any, target: str | None, target_options: dict[str, Any] | None =
         ctx = api.load_context(o.get("additional_context"), opts["additional_context_file"],
                                manifest.stored_context())
         hub = o.get("hub")  # None: the hub recorded in the manifest
+        loaded = True
     else:
         ctx = api.load_context(o.get("additional_context"), opts["additional_context_file"])
+        api.check_launcher(ctx, nodes=(target_options or {}).get("nodes"))  # before anything is built
         if not o.get("tags"):
             raise ConfigError("give --tags (build and run) or --manifest-file (run a previous build)")
         chosen = target or api.deploy_target(ctx)  # validate before building
@@ -70,6 +73,8 @@ def workflow(c: Any, target: str | None, target_options: dict[str, Any] | None =
             build_error = e  # run what did build, then exit with the build failure's code
             manifest = e.manifest
         hub = opts["hub"]
+    if loaded:
+        api.check_launcher(ctx, nodes=(target_options or {}).get("nodes"))  # before anything is submitted
     summary = api.run(manifest, ctx, target=target, hub=hub, output=opts["output"], timeout=timeout,
                       keep_alive=bool(o.get("keep_alive")), keep_model_dir=bool(o.get("keep_model_dir")),
                       skip_model_run=bool(o.get("skip_model_run")), live_output=opts["live_output"],
