@@ -10,11 +10,5 @@ rc=0
 ../../.venv/bin/madengine run.local --tags examples --additional-context-file ../../configs/cpu-smoke.json || rc=$?
 echo
 echo "perf.csv ($(pwd)/perf.csv):"
-../../.venv/bin/python - <<'PY'
-from tabulate import tabulate
-from madengine.results.perf_csv import read_rows
-rows = read_rows("perf.csv")
-cols = ["model", "status", "performance", "metric", "docker_image", "test_duration"]
-print(tabulate([[r.get(c, "") for c in cols] for r in rows], headers=cols))
-PY
+../../.venv/bin/madengine report --csv perf.csv
 exit $rc
