@@ -2,7 +2,7 @@
 # dev/k8s.sh: a real single-node Kubernetes 1.20.2 cluster on 127.0.0.1, built from Debian's source package
 # (see /work/shared/notes/k8s-local.md and README.md "Kubernetes").
 #
-#   bash dev/k8s.sh build        install Debian packages, build the server binaries (cached, ~7-15 min once)
+#   bash dev/k8s.sh build        install Debian packages, build the server binaries (cached; 10-25 min once)
 #   bash dev/k8s.sh [up]         build when the cache is absent, then start the cluster (~20 s); idempotent
 #   bash dev/k8s.sh status       what is up; exit 0 when the API server answers and the node is Ready
 #   bash dev/k8s.sh load IMG...  copy Docker images (from the engine at DOCKER_HOST) into the cluster's containerd
@@ -122,7 +122,7 @@ build() {
     rm -f "$top/vendor/github.com/modern-go/reflect2/"*.go "$top/vendor/github.com/modern-go/reflect2/"*.s
     cp "$REFLECT2"/*.go "$REFLECT2"/*.s "$top/vendor/github.com/modern-go/reflect2/"
     rm -f "$top/vendor/github.com/modern-go/reflect2/"*_test.go
-    say "building ${BINS[*]} from $(basename "$tarball") (log: $BUILD_LOG; about 7-15 min on 2 cores)"
+    say "building ${BINS[*]} from $(basename "$tarball") (log: $BUILD_LOG; 10-25 min on 2 cores)"
     (cd "$top" && env CGO_ENABLED=0 KUBE_GIT_VERSION=v1.20.2 KUBE_GIT_MAJOR=1 KUBE_GIT_MINOR=20 KUBE_GIT_TREE_STATE=clean \
         make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kubelet") >"$BUILD_LOG" 2>&1 \
         || die "make failed: $(tail -n1 "$BUILD_LOG") (log: $BUILD_LOG)"
@@ -291,7 +291,9 @@ status() {
     done
     if node_ready; then say "node localhost Ready (KUBECONFIG=$KUBECONFIG_FILE)"; else say "node not Ready"; rc=1; fi
     if [[ -f $SRC_DIR/apt/src.list ]] && ls "$SRC_DIR"/kubernetes_*.orig.tar.gz >/dev/null 2>&1; then
-        if cache_ok "$(cache_dir)"; then say "binaries: cached in $(cache_dir)"; else say "binaries: not built (run build)"; fi
+        if cache_ok "$(cache_dir)"; then say "binaries: cached in $(cache_dir)"
+        elif [[ -d $(cache_dir)/bin ]]; then say "binaries: $(cache_dir) is from another recipe than $RECIPE (run build)"
+        else say "binaries: not built (run build)"; fi
     else
         say "binaries: source not downloaded (run build)"
     fi

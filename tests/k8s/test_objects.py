@@ -11,17 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
+import kubernetes_validate.utils
 import pytest
 import yaml
 
-from madengine.deploy.k8s import client, collect, config, objects, plan_model, watch
+from madengine.deploy.k8s import client, collect, config, images, objects, plan_model, watch
 from madengine.errors import ConfigError
 from madengine.manifest import BuiltImage
 from madengine.workflow.runner import base_row
 from tests.conftest import EXAMPLE_HUB, madengine
 
-#: Kubernetes minor versions the emitted objects must be valid for (strict: no unknown field anywhere).
-SCHEMA_VERSIONS = ("1.29.0", "1.33.0")
+#: Kubernetes versions the emitted objects must be valid for (strict: no unknown field anywhere): an older
+#: supported minor, a recent one, and the newest schema kubernetes-validate ships.
+SCHEMA_VERSIONS = ("1.29.0", "1.33.0", kubernetes_validate.utils.latest_version())
 
 FULL = {
     "namespace": "bench", "gpus": 4, "cpu": "8", "memory": "32Gi", "cpu_limit": "16", "memory_limit": "64Gi",
@@ -180,6 +182,23 @@ def test_precedence_flags_over_context_over_manifest() -> None:
     cfg = config.resolve({"namespace": "stored", "nnodes": 2, "cpu": "1"}, {"namespace": "ctx", "nnodes": 3},
                          {"namespace": "flag", "nnodes": None, "keep_job": False, "no_wait": True})
     assert (cfg.namespace, cfg.nnodes, cfg.cpu, cfg.wait, cfg.keep_job) == ("flag", 3, "1", False, False)
+
+
+@pytest.mark.parametrize(("ref", "ok"), [
+    ("ci-dummy_dummy.ubuntu", True),
+    ("rocm/pytorch:rocm6.2_ubuntu22.04", True),
+    ("localhost:5000/ci-bert:latest", True),
+    ("registry.example.com/team/ci-bert@sha256:" + "a" * 64, True),
+    ("Upper/Case", False),
+    ("has space:1", False),
+    ("name:tag:extra", False),
+])
+def test_image_references(ref: str, ok: bool) -> None:
+    if ok:
+        assert images.check_reference(ref) == ref
+    else:
+        with pytest.raises(ConfigError, match="not a valid image reference"):
+            images.check_reference(ref)
 
 
 def test_bad_image_reference() -> None:

@@ -30,12 +30,6 @@ def check_reference(ref: str, field: str = "image") -> str:
     return ref
 
 
-def is_local(ref: str) -> bool:
-    """True when ``ref`` names no registry host (``ci-bert_bert.ubuntu``, not ``host:5000/ci-bert``)."""
-    first = ref.split("/", 1)[0]
-    return "/" not in ref or not ("." in first or ":" in first or first == "localhost")
-
-
 def load_into_containerd(image: str, target: str, docker: str = "docker", ctr: str = "ctr") -> None:
     """Copy ``image`` from the Docker engine into a node's containerd: ``docker save IMAGE | ctr -a SOCKET -n k8s.io
     images import -``. ``target`` is the ``k8s.load_images`` value ``containerd:<socket>``.
