@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from timing import median_time  # benchmarks/timing.py (scripts run from their folder)
 
 from madengine.hub import discover, select  # noqa: E402
 
@@ -57,17 +56,6 @@ def make_hub(root: Path, n_models: int, n_dirs: int) -> list[Path]:
         files.append(path)
     (root / "scripts" / "common").mkdir()  # a directory without models, as in MAD
     return files
-
-
-def median_time(fn: Callable[[], object], runs: int) -> float:
-    """Median wall time of ``fn()`` in seconds (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> int:

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from timing import median_time  # benchmarks/timing.py (scripts run from their folder)
 
 from madengine.report.compare import compare, render_compare_table  # noqa: E402
 from madengine.report.html import render_html  # noqa: E402
@@ -48,17 +47,6 @@ def make_rows(n_rows: int, n_models: int) -> list[PerfRow]:
             metric="samples_per_second" if status == "SUCCESS" else "", status=status,  # type: ignore[arg-type]
             build_duration=f"{10 + i % 50}.5", test_duration=f"{60 + i % 300}.25"))
     return rows
-
-
-def median_time(fn: Callable[[], object], runs: int) -> float:
-    """Median wall time of ``fn()`` in seconds (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> int:

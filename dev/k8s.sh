@@ -40,33 +40,8 @@ say() { printf 'k8s: %s\n' "$*"; }
 die() { printf 'k8s: error: %s\n' "$*" >&2; exit 1; }
 trap 'rc=$?; [[ $BASHPID == "$$" ]] && printf "k8s: error: \`%s\` failed (exit %s, line %s)\n" "$BASH_COMMAND" "$rc" "$LINENO" >&2; exit $rc' ERR
 
-now_us() { local t=$EPOCHREALTIME; printf '%s' "${t//[.,]/}"; }
-since() { local d=$(( $(now_us) - $1 )); printf '%d.%ds' $((d / 1000000)) $((d / 100000 % 10)); }
-is_root() { [[ $(id -u) == 0 ]]; }
-
-# alive PID NAME: PID runs (not a zombie) and its comm is NAME. PID 1 here does not reap orphans.
-alive() {
-    local pid=$1 name=${2:-} stat
-    [[ $pid =~ ^[0-9]+$ ]] && stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-    [[ ${stat##*) } != [ZX]* ]] || return 1
-    [[ -z $name || $(cat "/proc/$pid/comm" 2>/dev/null) == "$name" ]]
-}
-pid_of() { [[ -r $1 ]] && tr -dc '0-9' <"$1" || true; }
-
-pkg_ok() { [[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null) == installed ]]; }
-ensure_pkgs() {
-    local p missing=() t
-    for p in "${PKGS[@]}"; do pkg_ok "$p" || missing+=("$p"); done
-    ((${#missing[@]})) || return 0
-    is_root || die "missing Debian packages (${missing[*]}); as root run: apt-get install ${missing[*]}"
-    t=$(now_us)
-    say "apt-get update"
-    apt-get -o DPkg::Lock::Timeout=300 -q update >>"$APT_LOG" 2>&1 || die "apt-get update failed: $(tail -n1 "$APT_LOG")"
-    say "installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends \
-        "${missing[@]}" >>"$APT_LOG" 2>&1 || die "apt-get install ${missing[*]} failed: $(tail -n1 "$APT_LOG") (log: $APT_LOG)"
-    say "packages installed in $(since "$t")"
-}
+# shellcheck source=dev/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Serialise build/up/down between concurrent callers.
 lock() {
@@ -106,7 +81,7 @@ cache_ok() {
 }
 
 build() {
-    ensure_pkgs
+    ensure_pkgs "${PKGS[@]}"
     local c t tarball top
     c=$(cache_dir)
     if cache_ok "$c"; then say "binaries cached in $c"; return 0; fi

@@ -3,8 +3,10 @@ messages from pydantic, and whole-number flags."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, ValidationError
@@ -45,6 +47,25 @@ def first_error(error: ValidationError) -> tuple[str, str, Any]:
     """The first error of a pydantic validation: (dotted key path, message, the offending input)."""
     err = error.errors()[0]
     return ".".join(str(x) for x in err["loc"]), err["msg"], err.get("input")
+
+
+def optional_json_object(path: Path, what: str) -> dict[str, Any]:
+    """The JSON object in ``path``, or ``{}`` when the file does not exist (``what`` names its role in errors).
+
+    Raises:
+        ConfigError: the file is not UTF-8 JSON, or not an object (names the file, line and column).
+    """
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON (line {e.lineno} column {e.colno}: {e.msg})") from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise ConfigError(f"{path}: cannot read it as UTF-8 text ({e})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: must hold a JSON object ({what})")
+    return value
 
 
 def int_flag(value: Any, flag: str) -> int | None:

@@ -12,6 +12,7 @@ from typing import Any
 from invoke import Collection
 
 from madengine.tasks._common import HELP, mad_task, say
+from madengine.validation import int_flag
 
 K8S_HELP = {
     **HELP,
@@ -41,8 +42,8 @@ def run_k8s(c, tags=None, exclude_tags=None, manifest_file=None, hub=None, addit
     """Run models as Kubernetes Jobs (--tags builds first), then collect status, logs and perf rows."""
     from madengine.tasks.run import workflow
 
-    target_options = {"namespace": namespace, "gpus": _int(gpus, "--gpus"), "gpu_vendor": gpu_vendor,
-                      "kubeconfig": kubeconfig, "context": context, "nnodes": _int(nnodes, "--nnodes"),
+    target_options = {"namespace": namespace, "gpus": int_flag(gpus, "--gpus"), "gpu_vendor": gpu_vendor,
+                      "kubeconfig": kubeconfig, "context": context, "nnodes": int_flag(nnodes, "--nnodes"),
                       "dry_run": dry_run, "no_wait": no_wait, "keep_job": keep_job,
                       "create_namespace": create_namespace, "image_pull_policy": image_pull_policy}
     workflow(c, "k8s", target_options=target_options, tags=tags, exclude_tags=exclude_tags,
@@ -50,17 +51,6 @@ def run_k8s(c, tags=None, exclude_tags=None, manifest_file=None, hub=None, addit
              additional_context_file=additional_context_file, timeout=timeout, live_output=live_output,
              output=output, registry=registry, manifest_output=manifest_output,
              clean_docker_cache=clean_docker_cache)
-
-
-def _int(value: Any, flag: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        from madengine.errors import ConfigError
-
-        raise ConfigError(f"{flag}: {value!r} is not a whole number") from None
 
 
 def _connect(namespace: str | None, kubeconfig: str | None, context: str | None) -> tuple[Any, str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from madengine.errors import ConfigError
+from madengine.validation import optional_json_object
 
 #: Blocks that madengine itself reads (others are free-form, named by models' ``cred`` fields).
 KNOWN_BLOCKS = ("NAS_NODES", "MAD_AWS_S3", "MAD_MINIO", "PUBLIC_GITHUB_ROCM_KEY", "dockerhub")
@@ -32,15 +33,7 @@ def load(hub: Path, filename: str = "credential.json") -> dict[str, Any]:
     Raises:
         ConfigError: the file or an override variable is not valid JSON (names which).
     """
-    creds: dict[str, Any] = {}
-    path = hub / filename
-    if path.is_file():
-        try:
-            creds = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}: not valid JSON (line {e.lineno} column {e.colno}: {e.msg})") from None
-        if not isinstance(creds, dict):
-            raise ConfigError(f"{path}: must hold a JSON object of credential blocks")
+    creds = optional_json_object(hub / filename, "credential blocks")
     for name in set(creds) | set(KNOWN_BLOCKS):
         override = os.environ.get(name)
         if override:

@@ -21,7 +21,6 @@ The container gets ``MAD_DATAHOME`` (``home``, default ``/data_dlm_0``) and ``MA
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shlex
 import shutil
@@ -35,6 +34,7 @@ from typing import Any
 
 from madengine.context import deep_merge
 from madengine.errors import ConfigError
+from madengine.validation import optional_json_object
 
 PROVIDER_ORDER = ("custom", "local", "nas", "minio", "aws")
 SUPPORTED = ("custom", "local", "nas")
@@ -71,14 +71,7 @@ def load_config(hub: Path, ctx: Mapping[str, Any], filename: str = "data.json") 
     Raises:
         ConfigError: malformed JSON.
     """
-    config: dict[str, Any] = {}
-    path = hub / filename
-    if path.is_file():
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}: not valid JSON (line {e.lineno} column {e.colno}: {e.msg})") from None
-    return deep_merge(config, ctx.get("data") or {})
+    return deep_merge(optional_json_object(hub / filename, "data names → providers"), ctx.get("data") or {})
 
 
 def dir_size(path: Path) -> int:

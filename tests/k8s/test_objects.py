@@ -332,3 +332,28 @@ def test_unknown_key_is_exit_4_one_line(tmp_path: Path) -> None:
     assert cli.rc == 4
     assert "k8s.gpu' is not a k8s setting; did you mean 'gpus'" in cli.err
     assert "Traceback" not in cli.text and len(cli.err.strip().splitlines()) == 1
+
+
+def test_multi_node_launcher_gives_each_pod_its_rank(tmp_path: Path) -> None:
+    """A torchrun launcher on 2 pods: each pod sources the export file of its NODE_RANK (from the completion index),
+    so the runner command names its own rank and pod 0's DNS name as master."""
+    ctx = {"gpu_vendor": "NONE", "launcher": "torchrun", "torchrun": {"nproc_per_node": 2}}
+    run = make_run("dummy", ctx, {"nnodes": 2, "gpus": 0})
+    job = run.plan.job_name
+    assert sorted(k for k in run.plan.scripts if k.startswith(objects.LAUNCH_ENV_PREFIX)) == [
+        ".madengine-launch-0.env", ".madengine-launch-1.env"]
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    for rel, content in run.plan.scripts.items():
+        (mount / rel).parent.mkdir(parents=True, exist_ok=True)
+        (mount / rel).write_bytes(content)
+    script = objects.entry_script(run.plan).replace(objects.SCRIPTS_MOUNT, str(mount))
+    script = script.replace(objects.WORKSPACE, str(tmp_path / "ws"))
+    script = script.replace(f"( {run.plan.command} )", '( echo "RUNNER=$MAD_MULTI_NODE_RUNNER" )')
+    for rank in (0, 1):
+        proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30,
+                              env={"PATH": "/usr/bin:/bin", "NODE_RANK": str(rank)})
+        assert proc.returncode == 0, proc.stderr
+        runner = next(line for line in proc.stdout.splitlines() if line.startswith("RUNNER="))
+        assert f"--node_rank {rank}" in runner or f"--node-rank {rank}" in runner or f"node_rank={rank}" in runner
+        assert f"{job}-0.{job}" in runner and "--nnodes 2" in runner.replace("=", " ")

@@ -101,6 +101,7 @@ def plan_model(image_name: str, build: BuiltImage, model: dict[str, Any], ctx: d
         scripts=objects.read_scripts(hub / scripts_dir) if cfg.scripts == "configmap" else None,
         encapsulate=str(ctx.get("encapsulate_script") or ""), multiple_results=str(model.get("multiple_results") or ""),
         labels={**cfg.labels, **objects.common_labels(model["name"], run_id, name)})
+    objects.add_launcher_env(plan, ctx)
     log_base = build.log_base or Path(build.log_file or model["name"]).name.replace(".build.live.log", "")
     return ModelRun(plan, req, objects.build_objects(plan), log_base, local_image=not build.registry_image)
 

@@ -17,8 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from madengine.errors import ConfigError
+from madengine.validation import EnvVars
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i?|m|k|u|n)?$")
 
 
@@ -87,7 +87,7 @@ class K8sConfig(BaseModel):
     service_account: str | None = None
     image_pull_secrets: list[str] = Field(default_factory=list)
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
-    env_vars: dict[str, str] = Field(default_factory=dict)
+    env_vars: EnvVars = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     queue_name: str | None = None  # Kueue LocalQueue (label kueue.x-k8s.io/queue-name)
@@ -107,21 +107,6 @@ class K8sConfig(BaseModel):
     keep_job: bool = False
     schedule_timeout: float = Field(default=0, ge=0)  # seconds an Unschedulable pod may wait (autoscalers)
 
-    @field_validator("env_vars", mode="before")
-    @classmethod
-    def _stringify(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
-                    for k, v in value.items()}
-        return value
-
-    @field_validator("env_vars")
-    @classmethod
-    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not _ENV_NAME.match(key):
-                raise ValueError(f"{key!r} is not a valid environment variable name (letters, digits, _)")
-        return value
 
     @field_validator("cpu", "memory", "cpu_limit", "memory_limit", "shm_size")
     @classmethod

@@ -96,6 +96,32 @@ class JobPlan:
         return f"{self.job_name}-0.{self.service_name}" if self.nnodes > 1 else "localhost"
 
 
+#: Scripts ConfigMap entries ``<prefix><rank>.env``: each pod's launcher variables (multi-node).
+LAUNCH_ENV_PREFIX = ".madengine-launch-"
+
+
+def add_launcher_env(plan: JobPlan, ctx: Mapping[str, Any]) -> None:
+    """For a multi-node run whose context names a launcher, add one ``export`` file per pod rank to the scripts
+    ConfigMap (rendered by :func:`madengine.launchers.render` with pod 0's DNS name as master and every pod's name as
+    hosts); the entry script sources the file of its ``NODE_RANK``. Single-node runs get the variables statically.
+
+    Raises:
+        ConfigError: an invalid launcher plan for this allocation, or scripts that are not in a ConfigMap.
+    """
+    from madengine import launchers
+
+    if plan.nnodes <= 1 or launchers.launcher_name(ctx) is None:
+        return
+    if plan.scripts is None:
+        raise ConfigError("k8s: a multi-node launcher needs the scripts in a ConfigMap (k8s.scripts: \"configmap\")")
+    launch = launchers.resolve(ctx, nodes=plan.nnodes, gpus_per_node=plan.gpus)
+    hosts = [f"{plan.job_name}-{i}.{plan.service_name}" for i in range(plan.nnodes)]
+    for rank in range(plan.nnodes):
+        env = launchers.render(launch, rank, master_addr=hosts[0], deployment="k8s", hosts=hosts)
+        text = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+        plan.scripts[f"{LAUNCH_ENV_PREFIX}{rank}.env"] = text.encode()
+
+
 def configmap_name(job: str) -> str:
     """The scripts ConfigMap of Job ``job``: ``<job>-scripts``."""
     return dns_label(f"{job}-scripts")
@@ -122,6 +148,10 @@ def entry_script(plan: JobPlan, image_scripts_dir: str | None = None) -> str:
     lines = ["set -u", f"dir={q(model_dir)}", 'mkdir -p "$dir"']
     if plan.scripts is not None:
         lines.append(f'for f in {SCRIPTS_MOUNT}/* {SCRIPTS_MOUNT}/.[!.]*; do [ -e "$f" ] && cp -RL "$f" "$dir"/; done')
+    if plan.scripts is not None and any(k.startswith(LAUNCH_ENV_PREFIX) for k in plan.scripts):
+        # a multi-node launcher: this pod's own variables (its rank in MAD_MULTI_NODE_RUNNER, role, ...)
+        lines.append(f'launch={SCRIPTS_MOUNT}/{LAUNCH_ENV_PREFIX}"${{NODE_RANK:-0}}".env; '
+                     'if [ -f "$launch" ]; then . "$launch"; fi')
     lines += [
         f"echo {q(f'+ [{plan.image}] cd {model_dir} && {command}')}",
         'cd "$dir" || exit 1',

@@ -22,7 +22,6 @@ from madengine.errors import ConfigError
 from madengine.validation import EnvVars
 
 _SBATCH_VALUE = re.compile(r"^[A-Za-z0-9_.,:+@%=/\[\]\-]+$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TIME = re.compile(r"^(?:(?P<days>\d+)-)?(?P<h>\d+):(?P<m>\d+):(?P<s>\d+)$")
 
 

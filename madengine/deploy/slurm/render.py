@@ -16,9 +16,10 @@ from typing import Any
 
 from madengine.deploy.slurm.config import SlurmConfig
 from madengine.errors import ConfigError
+from madengine.validation import ENV_NAME as _ENV_NAME
 
 TEMPLATE_NAME = "job.sh.j2"
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
 _SBATCH_PATH = re.compile(r"^[A-Za-z0-9_.,:+@%=/\-]+$")
 
 
