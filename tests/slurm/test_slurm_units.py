@@ -315,3 +315,16 @@ def test_inventory_errors(tmp_path: Path) -> None:
         inventory.find_cluster("ok/b", [tmp_path])
     with pytest.raises(ConfigError, match="no inventory nosite.yaml"):
         inventory.find_cluster("nosite/a", [tmp_path])
+
+
+def test_allocation_is_sized_from_the_launcher_plan() -> None:
+    from madengine.deploy.slurm import _resolve_config
+
+    ctx = {"gpu_vendor": "NONE", "launcher": "torchrun", "torchrun": {"nnodes": 2, "nproc_per_node": 2,
+                                                                       "master_port": 29611}}
+    cfg = _resolve_config(ctx, {}, None)
+    assert (cfg.nodes, cfg.master_port) == (2, 29611)
+    gpu = {"launcher": "vllm", "vllm": {"tensor_parallel_size": 8}}
+    assert _resolve_config(gpu, {}, None).gpus_per_node == 8
+    # the context's slurm section and the flags still win (and must agree with the plan)
+    assert _resolve_config({**ctx, "slurm": {"partition": "debug"}}, {"nodes": 2}, None).partition == "debug"

@@ -86,9 +86,28 @@ def _node_context(ctx: dict[str, Any], runtime: str | None) -> dict[str, Any]:
     return node_ctx
 
 
+def _launcher_allocation(ctx: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
+    """What the context's launcher plan needs (nodes, GPUs per node, master port), as defaults that the context's
+    ``slurm`` section and the flags override; ``{}`` without a launcher."""
+    from madengine import launchers
+
+    if launchers.launcher_name(ctx) is None:
+        return {}
+    nodes = flags.get("nodes") or (ctx.get("slurm") or {}).get("nodes")
+    plan = launchers.resolve(ctx, nodes=int(nodes) if nodes else None)
+    alloc = plan.allocation()
+    sized: dict[str, Any] = {"nodes": alloc["nodes"]}
+    if alloc["gpus_per_node"]:
+        sized["gpus_per_node"] = alloc["gpus_per_node"]
+    if alloc["master_port"]:
+        sized["master_port"] = alloc["master_port"]
+    return sized
+
+
 def _resolve_config(ctx: dict[str, Any], options: dict[str, Any], cluster: Cluster | None) -> config_mod.SlurmConfig:
     flags = {k: options.get(k) for k in SECTION_FLAGS}
     defaults = cluster.slurm_defaults() if cluster else {}
+    defaults.update(_launcher_allocation(ctx, flags))
     cfg = config_mod.resolve(ctx, flags, defaults)
     explicit_gpus = flags.get("gpus_per_node") is not None or "gpus_per_node" in (ctx.get("slurm") or {}) \
         or "gpus_per_node" in defaults
