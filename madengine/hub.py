@@ -322,7 +322,8 @@ def _copy(model: Model, args: str) -> Model:
 
 def _no_match(raw: str, selector: str, models: Sequence[Model]) -> ConfigError:
     words = {m.name for m in models}.union(*(m.tags for m in models)) if models else set()
-    close = difflib.get_close_matches(selector, sorted(words), n=3, cutoff=0.5)
+    by_lower = {w.lower(): w for w in sorted(words)}  # case-insensitive: DUMMY finds dummy
+    close = [by_lower[w] for w in difflib.get_close_matches(selector.lower(), list(by_lower), n=3, cutoff=0.5)]
     return ConfigError(f"no model matches tag '{raw}'; closest: {', '.join(close) if close else '(none)'}")
 
 
