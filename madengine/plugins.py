@@ -111,7 +111,7 @@ def site_collection(cwd: Path | None = None) -> Collection | None:
             else:
                 collection = _as_collection(source.load(), name)
             site.add_collection(collection, name=name)
-        except Exception as e:  # noqa: BLE001 - a broken site plugin must not break the CLI
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - a broken site plugin must not break the CLI
             detail = str(e).splitlines()[0] if str(e) else ""
             _warn(f"site tasks {name!r} from {origin} not loaded: {type(e).__name__}: {detail}")
     return site if site.collections else None

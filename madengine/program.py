@@ -63,6 +63,6 @@ def main() -> None:
         if os.environ.get("MADENGINE_DEBUG"):
             raise
         detail = " ".join(str(e).split())[:300]
-        print(f"madengine: error: configuration (invoke.yaml, INVOKE_MADENGINE_* variables): {type(e).__name__}: "
-              f"{detail}", file=sys.stderr)
+        print(f"madengine: error: {type(e).__name__}: {detail} (check the flags, invoke.yaml and INVOKE_MADENGINE_* "
+              "variables; MADENGINE_DEBUG=1 shows the traceback)", file=sys.stderr)
         sys.exit(EXIT_INVALID_ARGS)

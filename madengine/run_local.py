@@ -14,8 +14,8 @@ from typing import Any
 
 from madengine import console, gpu
 from madengine.manifest import Manifest
-from madengine.report.relative import relative_change
-from madengine.results.perf_csv import PerfRow, append_rows, read_rows
+from madengine.report.relative import append_with_relative_change
+from madengine.results.perf_csv import PerfRow, append_rows
 from madengine.workflow.runner import RunRequest, run_model
 
 DEFAULT_MODEL_TIMEOUT = 7200  # seconds, madengine's default when models.json gives none
@@ -128,8 +128,6 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], options: RunOptions,
     data_config = data.load_config(options.hub, ctx, options.data_config)
     sys_env = options.sys_env_details if options.sys_env_details is not None else \
         ctx.get("gen_sys_env_details", True) is not False
-    previous: list[Any] = read_rows(options.output) if options.output.is_file() and not options.skip_model_run \
-        else []
     run_id = uuid.uuid4().hex[:12]
     log_dir = options.output.resolve().parent
     work_root = log_dir / ".madengine" / "work"
@@ -154,10 +152,7 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], options: RunOptions,
             masker=masker, deployment_type=options.deployment_type, nnodes=options.nnodes)
         rows = _run_one(client, request, model, image, ref, options, data_config, creds, work_root)
         if not options.skip_model_run:
-            for row in rows:  # against earlier runs of the same benchmark in this perf.csv
-                row.relative_change = relative_change(previous, row)
-            append_rows(options.output, rows)
-            previous.extend(rows)
+            append_with_relative_change(options.output, rows)
             log = log_dir / f"{build.log_base or model['name'].replace('/', '_')}.run.live.log"
             if log.is_file():
                 options.logs[model["name"]] = str(log)

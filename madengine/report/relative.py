@@ -9,7 +9,8 @@ has no number. madengine v2 leaves the column empty; readers treat it as text.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from madengine.report.summary import number
@@ -53,3 +54,20 @@ def relative_change(previous_rows: Iterable[Mapping[str, Any] | Any], row: Mappi
     if previous is None:
         return ""
     return f"{(new - previous) / abs(previous) * 100:+.2f}%"
+
+
+def append_with_relative_change(path: str | Path, rows: Sequence[Any]) -> None:
+    """Fill each new row's ``relative_change`` against the runs already in the perf.csv at ``path`` (and the earlier
+    rows of this call), then append them with :func:`madengine.results.perf_csv.append_rows` (one locked write).
+
+    Raises:
+        PerfCsvError: the file cannot be appended to (foreign header, not writable).
+    """
+    from madengine.results.perf_csv import append_rows, read_rows
+
+    target = Path(path)
+    previous: list[Any] = read_rows(target) if target.is_file() else []
+    for row in rows:
+        row.relative_change = relative_change(previous, row)
+        previous.append(row)
+    append_rows(target, rows)

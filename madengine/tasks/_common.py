@@ -33,6 +33,7 @@ HELP = {
     "output": "perf.csv to append rows to (default perf.csv); logs go next to it",
     "json": "print JSON instead of a table",
     "include_deprecated": "also select models marked is_deprecated",
+    "summary_output": "also write a JSON run summary (statuses, reasons, durations, logs) to this file",
 }
 
 
@@ -62,8 +63,8 @@ def mad_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
                     traceback.print_exc()
                 raise Exit(f"madengine: error: {e.message}", code=e.exit_code) from None
             except KeyboardInterrupt:
-                raise Exit("madengine: interrupted; started containers were removed", code=EXIT_INTERRUPTED) \
-                    from None
+                raise Exit("madengine: interrupted; the containers, jobs or pods this run started were stopped",
+                           code=EXIT_INTERRUPTED) from None
             except OSError as e:  # a file or directory the task needed: one line naming it
                 if _debug_enabled():
                     traceback.print_exc()

@@ -38,7 +38,7 @@ def run_k8s(c, tags=None, exclude_tags=None, manifest_file=None, hub=None, addit
             additional_context_file=None, timeout=None, live_output=False, output=None, registry=None,
             manifest_output=None, clean_docker_cache=False, namespace=None, gpus=None, gpu_vendor=None,
             kubeconfig=None, context=None, nnodes=None, dry_run=False, no_wait=False, keep_job=False,
-            create_namespace=False, image_pull_policy=None):
+            create_namespace=False, image_pull_policy=None, summary_output=None):
     """Run models as Kubernetes Jobs (--tags builds first), then collect status, logs and perf rows."""
     from madengine.tasks.run import workflow
 
@@ -50,7 +50,7 @@ def run_k8s(c, tags=None, exclude_tags=None, manifest_file=None, hub=None, addit
              manifest_file=manifest_file, hub=hub, additional_context=additional_context,
              additional_context_file=additional_context_file, timeout=timeout, live_output=live_output,
              output=output, registry=registry, manifest_output=manifest_output,
-             clean_docker_cache=clean_docker_cache)
+             clean_docker_cache=clean_docker_cache, summary_output=summary_output)
 
 
 def _connect(namespace: str | None, kubeconfig: str | None, context: str | None) -> tuple[Any, str]:

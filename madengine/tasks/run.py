@@ -19,7 +19,6 @@ RUN_HELP = {
     "force_mirror_local": "mirror remote data (nas, custom providers) under this host directory",
     "data_config": "data providers file in the hub (default data.json)",
     "disable_skip_gpu_arch": "run models even when their skip_gpu_arch lists this GPU",
-    "summary_output": "also write a JSON run summary (statuses, reasons, durations, logs) to this file",
 }
 
 

@@ -40,7 +40,7 @@ def run_slurm(c, tags=None, exclude_tags=None, manifest_file=None, hub=None, add
               live_output=False, output=None, registry=None, manifest_output=None, clean_docker_cache=False,
               nodes=None, partition=None, gpus_per_node=None, time=None, account=None, qos=None, exclusive=False,
               reservation=None, nodelist=None, exclude=None, constraint=None, cluster=None, dry_run=False,
-              no_wait=False):
+              no_wait=False, summary_output=None):
     """Run models as Slurm jobs on every allocated node (--tags builds first), then merge the rows into perf.csv."""
     from madengine.tasks.run import workflow
 
@@ -52,7 +52,7 @@ def run_slurm(c, tags=None, exclude_tags=None, manifest_file=None, hub=None, add
              manifest_file=manifest_file, hub=hub, additional_context=additional_context,
              additional_context_file=additional_context_file, timeout=timeout, keep_model_dir=keep_model_dir,
              skip_model_run=skip_model_run, live_output=live_output, output=output, registry=registry,
-             manifest_output=manifest_output, clean_docker_cache=clean_docker_cache)
+             manifest_output=manifest_output, clean_docker_cache=clean_docker_cache, summary_output=summary_output)
 
 
 def _output(c, output):

@@ -357,3 +357,11 @@ def test_multi_node_launcher_gives_each_pod_its_rank(tmp_path: Path) -> None:
         runner = next(line for line in proc.stdout.splitlines() if line.startswith("RUNNER="))
         assert f"--node_rank {rank}" in runner or f"--node-rank {rank}" in runner or f"node_rank={rank}" in runner
         assert f"{job}-0.{job}" in runner and "--nnodes 2" in runner.replace("=", " ")
+
+
+def test_env_values_stay_literal() -> None:
+    """Kubernetes expands $(NAME) in env values; madengine escapes it so a pod sees what run.local passes."""
+    run = make_run("dummy", {"gpu_vendor": "NONE", "docker_env_vars": {"EXAMPLE_K": "pre-$(MAD_MODEL_NAME)-post"}})
+    env = {e["name"]: e.get("value") for e in _job(run)["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["EXAMPLE_K"] == "pre-$$(MAD_MODEL_NAME)-post"
+    assert env["GPUS_PER_NODE"] == "0"

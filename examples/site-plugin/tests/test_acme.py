@@ -87,8 +87,9 @@ def test_nightly_sweep_compares_configs(plugin_path: Path, hub: Path) -> None:
     assert (hub / "sweep" / "b_variant" / "perf.csv").is_file()
 
 
-def test_broken_site_file_is_one_warning(hub: Path) -> None:
-    (hub / "broken.py").write_text("raise RuntimeError('boom')\n")
+@pytest.mark.parametrize("body", ["raise RuntimeError('boom')\n", "raise SystemExit('boom')\n"])
+def test_broken_site_file_is_one_warning(hub: Path, body: str) -> None:
+    (hub / "broken.py").write_text(body)
     res = run(["-m", "madengine", "--list"], hub, None, MADENGINE_SITE_TASKS=str(hub / "broken.py"))
     assert res.returncode == 0
     warnings = [line for line in res.stderr.splitlines() if line.startswith("madengine: warning:")]

@@ -13,6 +13,7 @@ Only :mod:`.client` imports the ``kubernetes`` package.
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from madengine.deploy.k8s.names import job_name
 from madengine.errors import ConfigError
 from madengine.gpu import GpuAssignment
 from madengine.manifest import BuiltImage
+from madengine.report.relative import append_with_relative_change
 from madengine.results.perf_csv import PerfRow, append_rows
 from madengine.run_local import effective_timeout
 from madengine.workflow.runner import RunRequest, base_row, container_env, model_dir_name, script_command
@@ -127,6 +129,10 @@ def preflight(api: client.Api, cfg: K8sConfig, runs: list[ModelRun], echo: Any =
     """
     version = client.server_version(api)
     echo(f"cluster {api.where}: Kubernetes {version}")
+    match = re.match(r"v?(\d+)\.(\d+)", version)
+    if cfg.nnodes > 1 and match and (int(match.group(1)), int(match.group(2))) < (1, 22):
+        raise ConfigError(f"--nnodes/k8s.nnodes {cfg.nnodes}: multi-node runs need Indexed Jobs (Kubernetes 1.22 or "
+                          f"newer); this cluster is {version}, which would silently run unranked pods")
     m = client.models()
     try:
         ns = client.call(f"read namespace {cfg.namespace}", api.core.read_namespace, cfg.namespace,
@@ -235,8 +241,10 @@ def run_one(api: client.Api, run: ModelRun, cfg: K8sConfig) -> list[PerfRow]:
     console.progress(f"created Job {plan.namespace}/{plan.job_name} ({plan.nnodes} pod(s), image {plan.image}"
                      + (f", deadline {plan.active_deadline} s" if plan.active_deadline else "") + ")")
     if not cfg.wait:
-        console.progress(f"not waiting: follow it with `inv k8s.status {plan.job_name} --namespace {plan.namespace}`"
-                         f", `inv k8s.logs {plan.job_name} --follow`, stop it with `inv k8s.cancel {plan.job_name}`")
+        where = f" --namespace {plan.namespace}" + (f" --kubeconfig {cfg.kubeconfig}" if cfg.kubeconfig else "")
+        console.progress(f"not waiting: follow it with `inv k8s.status {plan.job_name}{where}`, "
+                         f"`inv k8s.logs {plan.job_name}{where} --follow`, stop and remove it with "
+                         f"`inv k8s.cancel {plan.job_name}{where}`")
         return []
     finished = False
     try:
@@ -301,7 +309,7 @@ def deploy(request: DeployRequest) -> RunSummary:
         for run in runs:
             rows = run_one(api, run, cfg)
             if rows:
-                append_rows(request.output, rows)
+                append_with_relative_change(request.output, rows)
             for row in rows:
                 words = [row.status, row.performance, row.metric]
                 note = f" ({row.reason})" if row.reason and row.status != "SUCCESS" else ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -88,6 +89,8 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Api:
 
     cfg = k8s.client.Configuration()
     try:
+        if kubeconfig and not os.path.isfile(kubeconfig):
+            raise ConfigError(f"--kubeconfig: {kubeconfig} does not exist; give the path of a kubeconfig file")
         if kubeconfig or context:
             k8s.config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
             where = f"{cfg.host} (kubeconfig {kubeconfig or 'default'}{', context ' + context if context else ''})"

@@ -177,9 +177,9 @@ def entry_script(plan: JobPlan, image_scripts_dir: str | None = None) -> str:
 def distributed_env(plan: JobPlan) -> dict[str, str]:
     """The distributed contract (as with SLURM): MASTER_ADDR, MASTER_PORT, NNODES, WORLD_SIZE, GPUS_PER_NODE; and
     NODE_RANK for single-node runs (multi-node pods get it from their completion index)."""
-    per_node = max(plan.gpus, 1)
+    per_node = max(plan.gpus, 1)  # ranks per node: one per GPU, one on a CPU node
     env = {"MASTER_ADDR": plan.master_addr, "MASTER_PORT": str(plan.config.master_port),
-           "NNODES": str(plan.nnodes), "WORLD_SIZE": str(plan.nnodes * per_node), "GPUS_PER_NODE": str(per_node)}
+           "NNODES": str(plan.nnodes), "WORLD_SIZE": str(plan.nnodes * per_node), "GPUS_PER_NODE": str(plan.gpus)}
     if plan.nnodes == 1:
         env["NODE_RANK"] = "0"
     return env
@@ -353,7 +353,8 @@ def _env(plan: JobPlan) -> list[Any]:
     m = client.models()
     env = dict(plan.env)
     env.update(distributed_env(plan))
-    items = [m.V1EnvVar(name=k, value=v) for k, v in env.items()]
+    # Kubernetes expands $(NAME) in env values; "$$" keeps a value literal, as run.local passes it
+    items = [m.V1EnvVar(name=k, value=v.replace("$(", "$$(")) for k, v in env.items()]
     field_env = {"MAD_POD_NAME": "metadata.name", "MAD_K8S_NAMESPACE": "metadata.namespace"}
     if plan.nnodes > 1:
         field_env["NODE_RANK"] = f"metadata.annotations['{NODE_RANK_ANNOTATION}']"

@@ -14,7 +14,8 @@ from typing import Any
 
 from madengine.deploy.slurm.monitor import JobStatus
 from madengine.deploy.slurm.state import JobRecord
-from madengine.results.perf_csv import PERF_CSV_HEADER, PerfRow, append_rows, read_rows
+from madengine.report.relative import append_with_relative_change
+from madengine.results.perf_csv import PERF_CSV_HEADER, PerfRow, read_rows
 
 
 def node_results(local_dir: Path) -> dict[str, list[dict[str, str]]]:
@@ -69,5 +70,5 @@ def collect(record: JobRecord, status: JobStatus, output: Path) -> list[PerfRow]
         PerfCsvError: ``output`` has a foreign header, or a node's perf.csv is malformed.
     """
     rows = rows_for_job(record, status)
-    append_rows(output, rows)
+    append_with_relative_change(output, rows)
     return rows
