@@ -125,7 +125,7 @@ def preflight(hub: str | Path, tags: Sequence[str], exclude_tags: Sequence[str],
         ConfigError: names the model and what is missing.
     """
     from madengine import gpu
-    from madengine.workflow.runner import script_command
+    from madengine.workflow.plan import script_command
 
     host = gpu.detect() if local else None
     for model in discover_models(hub, tags, exclude_tags):

@@ -16,7 +16,8 @@ from madengine import console, gpu
 from madengine.manifest import Manifest
 from madengine.report.relative import append_with_relative_change
 from madengine.results.perf_csv import PerfRow, append_rows
-from madengine.workflow.runner import RunRequest, run_model
+from madengine.workflow.plan import RunRequest
+from madengine.workflow.runner import run_model
 
 DEFAULT_MODEL_TIMEOUT = 7200  # seconds, madengine's default when models.json gives none
 
@@ -68,7 +69,7 @@ def _run_one(client: Any, request: RunRequest, model: Mapping[str, Any], image: 
     """Rows of one model: SKIPPED for its GPU architecture, FAILURE when its image or data is missing, else run."""
     from madengine import docker_engine
     from madengine.workflow import data
-    from madengine.workflow.runner import base_row
+    from madengine.workflow.plan import base_row
 
     if not options.disable_skip_gpu_arch and skipped_for_arch(model, request.gpus.architecture):
         return [base_row(request).model_copy(update={

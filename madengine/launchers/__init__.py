@@ -215,7 +215,7 @@ def node_environment(ctx: Mapping[str, Any], env: Mapping[str, str], *, gpus_per
     """The launcher variables of the model on this node: the context's launcher resolved for this node's
     allocation (``NNODES`` from ``env`` when given, ``gpus_per_node`` GPUs, 0 = CPU) and rendered with
     :func:`render_for_node` from ``env`` (the environment madengine gives the model so far, which holds the
-    deployment's ``MASTER_ADDR``/``NODE_RANK``/``NNODES``). Used by :func:`madengine.workflow.runner.container_env`.
+    deployment's ``MASTER_ADDR``/``NODE_RANK``/``NNODES``). Used by :func:`madengine.workflow.plan.container_env`.
 
     Raises:
         ConfigError: the context's launcher configuration is invalid for this allocation.

@@ -22,19 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from madengine.results.perf_csv import PerfRow
-from madengine.workflow.runner import (
-    WORKSPACE,
-    OutputCapture,
-    RunRequest,
-    Step,
-    _Log,
-    container_env,
-    discard,
-    finish,
-    plan_run,
-    prepare_workspace,
-    run_steps,
-)
+from madengine.workflow.output import OutputCapture, _Log
+from madengine.workflow.plan import WORKSPACE, RunRequest, Step, container_env, plan_run
+from madengine.workflow.steps import discard, finish, run_steps
+from madengine.workflow.workspace import prepare_workspace
 
 KILL_GRACE = 10.0  # seconds between SIGTERM and SIGKILL of a step's process group
 

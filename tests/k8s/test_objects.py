@@ -18,7 +18,7 @@ import yaml
 from madengine.deploy.k8s import client, collect, config, images, objects, plan_model, watch
 from madengine.errors import ConfigError
 from madengine.manifest import BuiltImage
-from madengine.workflow.runner import base_row
+from madengine.workflow.plan import base_row
 from tests.conftest import EXAMPLE_HUB, madengine
 
 #: Kubernetes versions the emitted objects must be valid for (strict: no unknown field anywhere): an older

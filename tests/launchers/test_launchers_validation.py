@@ -12,7 +12,7 @@ import pytest
 from madengine import launchers
 from madengine.errors import ConfigError
 from madengine.gpu import GpuAssignment
-from madengine.workflow.runner import RunRequest, container_env
+from madengine.workflow.plan import RunRequest, container_env
 from tests.conftest import madengine
 
 SLURM_2x8 = {"slurm": {"nodes": 2, "gpus_per_node": 8}}

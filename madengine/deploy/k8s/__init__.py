@@ -31,7 +31,7 @@ from madengine.manifest import BuiltImage
 from madengine.report.relative import append_with_relative_change
 from madengine.results.perf_csv import PerfRow, append_rows
 from madengine.run_local import effective_timeout
-from madengine.workflow.runner import RunRequest, base_row, container_env, model_dir_name, script_command
+from madengine.workflow.plan import RunRequest, base_row, container_env, model_dir_name, script_command
 
 if TYPE_CHECKING:  # pragma: no cover
     from madengine.api import RunSummary

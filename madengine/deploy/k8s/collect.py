@@ -1,5 +1,5 @@
 """After a Job: every pod's log saved, the perf rows parsed from the log of rank 0 with the same parser as
-``run.local`` (:func:`madengine.workflow.runner._rows_from_output`), and the Job's outcome folded into the rows.
+``run.local`` (:func:`madengine.workflow.output.rows_from_output`), and the Job's outcome folded into the rows.
 
 Files (next to perf.csv): ``<log base>.k8s.<pod>.log`` for every pod, and ``<log base>.run.live.log`` (the log the
 rows came from, as ``run.local`` names it).
@@ -16,7 +16,8 @@ from madengine.deploy.k8s import client
 from madengine.deploy.k8s.objects import CSV_BEGIN, CSV_END, JOB_LABEL
 from madengine.deploy.k8s.watch import Outcome, PodState, pod_state
 from madengine.results.perf_csv import PerfRow
-from madengine.workflow.runner import RunRequest, _rows_from_output
+from madengine.workflow.output import rows_from_output
+from madengine.workflow.plan import RunRequest
 
 
 def job_pods(api: client.Api, namespace: str, job_name: str) -> list[PodState]:
@@ -73,7 +74,7 @@ def rows_from_log(req: RunRequest, row: PerfRow, log_text: str, outcome: Outcome
         csv_text = extract_csv(log_text) if multiple else None
         if multiple and csv_text is not None:
             (model_dir / str(multiple)).write_text(csv_text, encoding="utf-8")
-        rows = _rows_from_output(req, row, log_text, model_dir, model_dir)
+        rows = rows_from_output(req, row, log_text, model_dir, model_dir)
     if outcome is not None and not outcome.ok:
         reason = outcome.summary() or outcome.state
         rows = [r.model_copy(update={"status": "FAILURE", "reason": reason}) for r in rows]

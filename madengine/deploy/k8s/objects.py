@@ -6,7 +6,7 @@ Never``; an *Indexed* Job with ``nnodes`` completions and parallelism when ``nno
 headless Service so that pod ``i`` is reachable as ``<job>-<i>.<service>`` (pod 0 is ``MASTER_ADDR``).
 
 Inside the pod the same steps as ``run.local`` run without Docker (:func:`entry_script`): the scripts are copied into
-``/myworkspace/<model dir>``, the model's command (:func:`madengine.workflow.runner.script_command`) runs there, its
+``/myworkspace/<model dir>``, the model's command (:func:`madengine.workflow.plan.script_command`) runs there, its
 output is the pod log (parsed like a local run's), and a ``multiple_results`` CSV is printed to the log between
 :data:`CSV_BEGIN`/:data:`CSV_END` markers; with ``results_pvc`` the model dir is also copied to
 ``<results_mount>/<job>/<pod>/``.

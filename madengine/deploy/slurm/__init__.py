@@ -130,7 +130,7 @@ def deploy(request: DeployRequest) -> RunSummary:
         KeyboardInterrupt: after the submitted jobs were cancelled (unless ``no_wait``).
     """
     from madengine.api import RunSummary
-    from madengine.workflow.runner import script_command
+    from madengine.workflow.plan import script_command
 
     options = dict(request.target_options)
     output = request.output.resolve()

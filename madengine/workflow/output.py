@@ -1,0 +1,133 @@
+"""The model step's output: spooled to disk, scanned line by line for the performance and error markers, and
+turned into perf rows; and the masked run log (``<model>_<dockerfile>.run.live.log``)."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from madengine.errors import MadEngineError
+from madengine.results.perf_csv import PerfRow
+from madengine.results.perf_parse import (
+    error_patterns_from_context,
+    find_error_marker,
+    parse_multiple_results,
+    parse_performance,
+)
+from madengine.workflow.credentials import Masker
+from madengine.workflow.plan import RunRequest
+
+
+class OutputCapture:
+    """The model step's output, spooled to a file (memory stays flat for multi-GB logs) and scanned line by line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
+
+    def write(self, chunk: bytes) -> None:
+        """Append a chunk of output."""
+        self._file.write(chunk)
+
+    def close(self) -> None:
+        """Flush and close the spool file (it stays for :meth:`lines`)."""
+        self._file.close()
+
+    def lines(self) -> Iterator[str]:
+        """The output's lines, decoded leniently (invalid UTF-8 replaced)."""
+        with open(self.path, "rb") as f:
+            for raw in f:
+                yield raw.decode("utf-8", errors="replace")
+
+
+def scan_output(source: str | OutputCapture, ctx: Mapping[str, Any],
+                masker: Masker | None = None) -> tuple[tuple[str, str] | None, str | None]:
+    """The first finite ``performance:`` value/metric and the first error-marker line of a model's output.
+
+    ``source`` is the whole text, or an :class:`OutputCapture` scanned line by line. A non-finite value
+    (``inf``, ``nan``, ``1e999``) does not count as a performance.
+    """
+    patterns, benign = error_patterns_from_context(ctx)
+    perf: tuple[str, str] | None = None
+    marker: str | None = None
+    in_traceback = False  # a Python traceback is reported by its final, unindented exception line
+    lines = source.splitlines() if isinstance(source, str) else source.lines()
+    for line in lines:
+        if perf is None:
+            found = parse_performance(line)
+            if found is not None and _finite(found[0]):
+                perf = found
+        if in_traceback and line.strip() and not line[:1].isspace():
+            marker, in_traceback = line.strip()[:200], False
+        elif marker is None and patterns:
+            marker = find_error_marker(line, patterns, benign)
+            in_traceback = bool(marker and marker.startswith("Traceback (most recent call last)"))
+        if perf is not None and not in_traceback and (marker is not None or not patterns):
+            break
+    if marker and masker:
+        marker = masker.text(marker)
+    return perf, marker
+
+
+def _finite(value: str) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
+def rows_from_output(req: RunRequest, row: PerfRow, output: str | OutputCapture, model_dir: Path,
+                      workspace: Path) -> list[PerfRow]:
+    parsed, marker = scan_output(output, req.ctx, req.masker)
+    multiple = req.model.get("multiple_results")
+    if multiple:
+        csv_path = next((p for p in (model_dir / multiple, workspace / multiple) if p.is_file()), model_dir / multiple)
+        try:
+            results = parse_multiple_results(csv_path)
+        except MadEngineError as e:
+            return [row.model_copy(update={"status": "FAILURE", "reason": f"multiple_results: {e.message}"})]
+        rows = []
+        for result in results:
+            ok = result.status == "SUCCESS" and marker is None
+            reason = "" if ok else (f"log shows: {marker}" if marker else f"multiple_results: {result.reason}")
+            rows.append(row.model_copy(update={
+                "model": result.row_name(row.model), "performance": result.performance, "metric": result.metric,
+                "status": "SUCCESS" if ok else "FAILURE", "reason": reason}))
+        return rows
+    if parsed and marker is None:
+        return [row.model_copy(update={"performance": parsed[0], "metric": parsed[1], "status": "SUCCESS"})]
+    update: dict[str, Any] = {"status": "FAILURE",
+                              "reason": f"log shows: {marker}" if marker else "no 'performance: <value> <metric>' line"}
+    if parsed:
+        update.update(performance=parsed[0], metric=parsed[1])
+    return [row.model_copy(update=update)]
+
+
+class _Log:
+    """The run log: masked, line-buffered writes to the file and (with live output) to the terminal."""
+
+    def __init__(self, path: Path, masker: Masker, live: bool) -> None:
+        self.file = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self.masker, self.live = masker, live
+
+    def write(self, chunk: bytes) -> None:
+        data = self.masker.feed(chunk)
+        if data:
+            self.file.write(data)
+            self.file.flush()
+            if self.live:
+                sys.stdout.buffer.write(data)
+                sys.stdout.flush()
+
+    def close(self) -> None:
+        self.write(b"")
+        rest = self.masker.flush()
+        if rest:
+            self.file.write(rest)
+            if self.live:
+                sys.stdout.buffer.write(rest)
+        self.file.close()
