@@ -15,7 +15,7 @@ import kubernetes_validate.utils
 import pytest
 import yaml
 
-from madengine.deploy.k8s import client, collect, config, images, objects, plan_model, watch
+from madengine.deploy.k8s import client, collect, config, images, manifests, objects, plan_model, watch
 from madengine.errors import ConfigError
 from madengine.manifest import BuiltImage
 from madengine.workflow.plan import base_row
@@ -93,7 +93,7 @@ def test_every_object_is_strictly_valid(mode: str, version: str) -> None:
             kubernetes_validate.validate(data, version, strict=True)
         except kubernetes_validate.ValidationError as e:
             pytest.fail(f"{mode}: {obj.kind} invalid for Kubernetes {version}: {e.message} at {list(e.path)}")
-        assert yaml.safe_load(objects.to_yaml(obj)) == data
+        assert yaml.safe_load(manifests.to_yaml(obj)) == data
 
 
 def _job(run: Any) -> dict[str, Any]:

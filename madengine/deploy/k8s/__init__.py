@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from madengine import console
 from madengine.deploy import DeployRequest
-from madengine.deploy.k8s import client, collect, images, objects, watch
+from madengine.deploy.k8s import client, collect, images, manifests, objects, watch
 from madengine.deploy.k8s.config import K8sConfig, resolve
 from madengine.deploy.k8s.names import job_name
 from madengine.errors import ConfigError
@@ -293,7 +293,7 @@ def deploy(request: DeployRequest) -> RunSummary:
     if cfg.dry_run or request.skip_model_run:
         base = Path(cfg.manifests_dir) if cfg.manifests_dir else request.output.resolve().parent / "k8s-manifests"
         for run in runs:
-            paths = objects.write_manifests(run.objects, base / run_id / run.plan.job_name)
+            paths = manifests.write_manifests(run.objects, base / run_id / run.plan.job_name)
             console.progress(f"dry-run: {run.plan.model}: wrote {len(paths)} object(s) to {paths[0].parent}")
         return RunSummary([], request.output)
     for run in runs:
