@@ -1,5 +1,5 @@
 """The Kubernetes objects of one model run, built as the official client's model objects (the one source of truth:
-``--dry-run`` serializes the same objects to YAML, and the tests validate them against the Kubernetes schema).
+``--dry-run`` serializes the same objects to YAML (:mod:`madengine.deploy.k8s.manifests`), and the tests validate them against the Kubernetes schema).
 
 For each model: a ConfigMap with its scripts directory (unless the scripts are in the image), a Job (``restartPolicy:
 Never``; an *Indexed* Job with ``nnodes`` completions and parallelism when ``nnodes > 1``) and, for multi-node runs, a
