@@ -1,91 +1,99 @@
 """The same per-model workflow as :mod:`madengine.workflow.runner`, without a container (``"runtime": "native"``).
 
 For Slurm sites without Docker: the model's workspace is laid out the same way (common scripts, the model's scripts
-directory, pre/post scripts) in a per-model work directory on the node, and each step (pre-scripts, ``run.sh``,
-post-scripts) runs with ``bash -c`` directly on the node, in its own session (process group), with the same
-environment the container would get (madengine's ``MAD_*`` contract, ``env_vars``, ``docker_env_vars``) on top of
-the node's own. Paths the steps name under ``/myworkspace`` are rewritten to the work directory. A timeout (or
-Ctrl-C/SIGTERM) stops the whole process group: SIGTERM, then SIGKILL after :data:`KILL_GRACE` seconds. The output
-is teed to the same ``<model>_<dockerfile>.run.live.log`` and parsed into the same perf rows.
+directory, pre/post scripts, the step script of :mod:`madengine.workflow.script`) in a per-model work directory on
+the node, and the step script runs there with ``bash``, in its own session, with the environment the container would
+get (madengine's ``MAD_*`` contract, ``env_vars``, ``docker_env_vars``) on top of the node's own. Paths the steps name
+under ``/myworkspace`` are rewritten to the work directory. Data never lands outside it: ``MAD_DATAHOME`` is
+``<work dir>/<home>`` (``data_dlm_0`` by default), a symbolic link to a ``local`` source or a mirror directory, else
+a plain directory a ``custom`` script fills (a local source is not made read-only natively). Ctrl-C/SIGTERM (and a
+script hung past every step's limit) stop the script, which stops its running step's process group (SIGTERM, then
+SIGKILL); the script's own group is killed after :data:`KILL_GRACE` more seconds. The output is teed to the same
+``<model>_<dockerfile>.run.live.log`` and read back into the same perf rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from madengine.results.perf_csv import PerfRow
-from madengine.workflow.output import OutputCapture, _Log
-from madengine.workflow.plan import WORKSPACE, RunRequest, Step, container_env, plan_run
-from madengine.workflow.steps import discard, finish, run_steps
+from madengine.workflow import script
+from madengine.workflow.output import _Log
+from madengine.workflow.plan import WORKSPACE, RunRequest, container_env, plan_run
+from madengine.workflow.steps import discard, finish
 from madengine.workflow.workspace import prepare_workspace
 
-KILL_GRACE = 10.0  # seconds between SIGTERM and SIGKILL of a step's process group
+KILL_GRACE = float(script.KILL_GRACE + 5)  # seconds the script gets to stop its step before its group is killed
 
 
-@dataclass
-class NativeResult:
-    """One step's outcome: exit code (``None`` when killed for the timeout) and whether it timed out."""
-
-    exit_code: int | None
-    timed_out: bool
-
-
-def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the script (it stops its running step's group), then SIGKILL to the script's group."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=KILL_GRACE)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
 
 
-def run_step(command: str, cwd: Path, env: dict[str, str], timeout: float | None,
-             on_output: Callable[[bytes], None]) -> NativeResult:
-    """Run ``bash -c command`` in ``cwd`` in a new session; stream its output (stdout+stderr) to ``on_output``.
+def run_script(path: Path, cwd: Path, env: dict[str, str], timeout: float | None,
+               on_output: Callable[[bytes], None]) -> int | None:
+    """Run ``bash path`` in ``cwd`` in a new session; stream its output (stdout+stderr) to ``on_output``.
 
-    ``timeout`` in seconds (``None`` = no limit). The process group is stopped on timeout and on any exception
-    (KeyboardInterrupt included, which is re-raised).
+    ``timeout`` in seconds (``None`` = no limit). The script is stopped (:func:`_stop`) on timeout and on any
+    exception (KeyboardInterrupt included, which is re-raised). Returns its exit code, ``None`` when it was stopped
+    for the timeout.
     """
-    proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(["bash", str(path)], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     assert proc.stdout is not None
     stream: Any = proc.stdout  # a BufferedReader: read1 returns what is there without waiting for more
 
     def pump() -> None:
-        while chunk := stream.read1(65536):
-            on_output(chunk)
+        with contextlib.suppress(OSError, ValueError):
+            while chunk := stream.read1(65536):
+                on_output(chunk)
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
+    code: int | None
     try:
         try:
-            proc.wait(timeout=timeout)
-            timed_out = False
+            code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            timed_out = True
-            _stop_group(proc)
+            code = None
+            _stop(proc)
     except BaseException:
-        _stop_group(proc)
+        _stop(proc)
         raise
     finally:
         reader.join(timeout=5)
-    return NativeResult(None if timed_out else proc.returncode, timed_out)
+    return code
 
 
 def _native(command: str, workspace: Path) -> str:
     return command.replace(WORKSPACE, str(workspace))
+
+
+def _data_home(req: RunRequest, workspace: Path) -> str:
+    """Lay out ``MAD_DATAHOME`` inside the workspace (see the module docstring); returns its path."""
+    assert req.data is not None
+    home = workspace / req.data.home.strip("/")
+    home.parent.mkdir(parents=True, exist_ok=True)
+    sources = [host for host, (target, _mode) in req.data.mounts.items() if target == req.data.home]
+    if sources:
+        home.symlink_to(sources[0], target_is_directory=True)
+    return str(home)
 
 
 def run_model_native(req: RunRequest, echo: Callable[[str], None]) -> list[PerfRow]:
@@ -96,7 +104,7 @@ def run_model_native(req: RunRequest, echo: Callable[[str], None]) -> list[PerfR
 
     Raises:
         ConfigError: bad model scripts.
-        KeyboardInterrupt: after the model's process group was stopped.
+        KeyboardInterrupt: after the step script was stopped.
     """
     plan = plan_run(req)
     plan.row.docker_image = ""
@@ -106,34 +114,24 @@ def run_model_native(req: RunRequest, echo: Callable[[str], None]) -> list[PerfR
         return [plan.row.model_copy(update={"status": "SKIPPED", "reason": "--skip-model-run"})]
 
     prepare_workspace(req, workspace, plan.scripts_dir, plan.model_dir)
-    base_env = dict(os.environ) | container_env(req) | {"MAD_WORKSPACE": str(workspace)}
+    env = dict(os.environ) | container_env(req) | {"MAD_WORKSPACE": str(workspace)}
+    datahome = ""
+    if req.data:
+        datahome = env["MAD_DATAHOME"] = _data_home(req, workspace)
     # madengine's interpreter directory first on PATH (a venv's python3, torchrun, ...): the model runs natively
     # with the Python environment madengine itself runs in.
     bindir = str(Path(sys.executable).parent)
-    if bindir not in base_env.get("PATH", "").split(os.pathsep):
-        base_env["PATH"] = os.pathsep.join(p for p in (bindir, base_env.get("PATH", "")) if p)
+    if bindir not in env.get("PATH", "").split(os.pathsep):
+        env["PATH"] = os.pathsep.join(p for p in (bindir, env.get("PATH", "")) if p)
     req.log_dir.mkdir(parents=True, exist_ok=True)
+    path = script.write(workspace, script.render(req, plan, workspace=str(workspace), datahome=datahome))
     log = _Log(plan.log_path, req.masker, req.live_output)
-    capture = OutputCapture(req.work_root / f"native_{plan.log_base}-{req.run_id[:8]}.out")
-    cwd = workspace / plan.model_dir
-
-    def step_run(step: Step, collect: OutputCapture | None = None) -> NativeResult:
-        cmd = _native(step.command, workspace)
-        log.write(f"+ [{step.name}] (native) {cmd}\n".encode())
-
-        def output(chunk: bytes) -> None:
-            if collect is not None:
-                collect.write(chunk)
-            log.write(chunk)
-
-        return run_step(cmd, cwd, base_env | step.env, step.timeout, output)
-
     try:
-        outcome = run_steps(req, plan, step_run, capture, log, echo)
+        code = run_script(path, workspace, env, script.total_limit(plan), log.write)
     except BaseException:
-        discard(req, capture, workspace)
-        raise
-    finally:
         log.close()
-        capture.close()
-    return finish(req, plan, outcome, capture, workspace)
+        discard(req, workspace)
+        raise
+    log.close()
+    status = "the step script hung past every step's limit and was stopped" if code is None else ""
+    return finish(req, plan, workspace, status)

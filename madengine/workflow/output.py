@@ -1,4 +1,4 @@
-"""The model step's output: spooled to disk, scanned line by line for the performance and error markers, and
+"""The model step's output (``model.out``, never held in memory whole): scanned line by line for the performance and error markers, and
 turned into perf rows; and the masked run log (``<model>_<dockerfile>.run.live.log``)."""
 
 from __future__ import annotations
@@ -21,41 +21,27 @@ from madengine.workflow.credentials import Masker
 from madengine.workflow.plan import RunRequest
 
 
-class OutputCapture:
-    """The model step's output, spooled to a file (memory stays flat for multi-GB logs) and scanned line by line."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
-
-    def write(self, chunk: bytes) -> None:
-        """Append a chunk of output."""
-        self._file.write(chunk)
-
-    def close(self) -> None:
-        """Flush and close the spool file (it stays for :meth:`lines`)."""
-        self._file.close()
-
-    def lines(self) -> Iterator[str]:
-        """The output's lines, decoded leniently (invalid UTF-8 replaced)."""
-        with open(self.path, "rb") as f:
-            for raw in f:
-                yield raw.decode("utf-8", errors="replace")
+def _lines(path: Path) -> Iterator[str]:
+    """The file's lines, decoded leniently (invalid UTF-8 replaced); none when it does not exist."""
+    if not path.is_file():
+        return
+    with open(path, "rb") as f:
+        for raw in f:
+            yield raw.decode("utf-8", errors="replace")
 
 
-def scan_output(source: str | OutputCapture, ctx: Mapping[str, Any],
+def scan_output(source: str | Path, ctx: Mapping[str, Any],
                 masker: Masker | None = None) -> tuple[tuple[str, str] | None, str | None]:
     """The first finite ``performance:`` value/metric and the first error-marker line of a model's output.
 
-    ``source`` is the whole text, or an :class:`OutputCapture` scanned line by line. A non-finite value
+    ``source`` is the whole text, or a file (the step script's ``model.out``) scanned line by line. A non-finite value
     (``inf``, ``nan``, ``1e999``) does not count as a performance.
     """
     patterns, benign = error_patterns_from_context(ctx)
     perf: tuple[str, str] | None = None
     marker: str | None = None
     in_traceback = False  # a Python traceback is reported by its final, unindented exception line
-    lines = source.splitlines() if isinstance(source, str) else source.lines()
+    lines = source.splitlines() if isinstance(source, str) else _lines(source)
     for line in lines:
         if perf is None:
             found = parse_performance(line)
@@ -80,7 +66,7 @@ def _finite(value: str) -> bool:
         return False
 
 
-def rows_from_output(req: RunRequest, row: PerfRow, output: str | OutputCapture, model_dir: Path,
+def rows_from_output(req: RunRequest, row: PerfRow, output: str | Path, model_dir: Path,
                       workspace: Path) -> list[PerfRow]:
     parsed, marker = scan_output(output, req.ctx, req.masker)
     multiple = req.model.get("multiple_results")

@@ -2,21 +2,15 @@
 Kubernetes pod).
 
 Sequence (madengine v1 ``tools/run_models.py``, kept compatible): a per-model workspace on the host is mounted at
-``/myworkspace``, holding madengine's packaged ``scripts/common/`` and the model's scripts directory copied into
-``/myworkspace/<model dir>`` (``run_directory``, or the last part of the model's ``url``). A container is started
-from the built image and these steps run in it, in the model dir, each output teed to
-``<model>_<dockerfile>.run.live.log``:
-
-1. system-environment capture (``<model>_env.csv`` next to perf.csv) and GPU info, unless disabled;
-2. pre-scripts: the tools' (reverse order), then the context's ``pre_scripts``; the data provider's script;
-3. the model: ``[tool wrappers] [encapsulate_script] bash run.sh <args>`` (or the ``scripts`` file), under the
-   timeout; on timeout its process group is stopped (TERM, then KILL), the container only as a last resort;
-4. post-scripts, which run even after a failed or timed-out model: the context's ``post_scripts``, the tools'
-   (in order), GPU info.
-
-Only the model step's output is parsed into perf rows. Tool outputs are copied to
-``madengine-runs/<run id>/<log name>/`` next to perf.csv. The container is removed (also on errors and Ctrl-C)
-unless ``keep_alive``.
+``/myworkspace``, holding madengine's packaged ``scripts/common/``, the model's scripts directory copied into
+``/myworkspace/<model dir>`` (``run_directory``, or the last part of the model's ``url``) and the step script
+(:mod:`madengine.workflow.script`, ``templates/run/steps.sh.j2``). A container is started from the built image and
+the step script runs in it with ONE ``docker exec``; its output is teed (masked) to
+``<model>_<dockerfile>.run.live.log`` and, with ``--live-output``, to the terminal. The script runs the pre-steps
+(environment capture, tools' and context's pre-scripts, custom data), the model (under its timeout), the post-steps;
+the rows come from what it leaves in the workspace (:mod:`madengine.workflow.steps`). Tool outputs are copied to
+``madengine-runs/<run id>/<log name>/`` next to perf.csv, with the step script. The container is removed (also on
+errors and Ctrl-C) unless ``keep_alive``.
 """
 
 from __future__ import annotations
@@ -29,18 +23,11 @@ from madengine import docker_engine
 from madengine.docker_options import parse_run_options
 from madengine.errors import ConfigError, EngineError
 from madengine.results.perf_csv import PerfRow
-from madengine.workflow.output import OutputCapture, _Log
-from madengine.workflow.plan import WORKSPACE, RunRequest, Step, container_env, plan_run
-from madengine.workflow.steps import discard, finish, run_steps
+from madengine.workflow import script
+from madengine.workflow.output import _Log
+from madengine.workflow.plan import WORKSPACE, RunRequest, container_env, plan_run
+from madengine.workflow.steps import discard, finish
 from madengine.workflow.workspace import prepare_workspace
-
-_PID_FILE = "/tmp/.madengine-step.pid"
-# Runs $MADENGINE_STEP as a background job: job control gives it its own process group, which a timeout can stop.
-# (``set +m`` right after the fork keeps bash's job notices out of the log; the group stays.)
-_STEP_WRAPPER = f'set -m; bash -c "$MADENGINE_STEP" & echo $! > {_PID_FILE}; set +m; wait $!'
-_STOP_STEP = (f'p=$(cat {_PID_FILE} 2>/dev/null) || exit 0; kill -TERM -- "-$p" 2>/dev/null; '
-              f'for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 -- "-$p" 2>/dev/null || exit 0; sleep 1; done; '
-              f'kill -KILL -- "-$p" 2>/dev/null; true')
 
 
 def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list[PerfRow]:
@@ -85,46 +72,35 @@ def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list
         extra=kwargs)
 
     req.log_dir.mkdir(parents=True, exist_ok=True)
+    script.write(workspace, script.render(req, plan, workspace=WORKSPACE,
+                                          datahome=req.data.home if req.data else ""))
     log = _Log(plan.log_path, req.masker, req.live_output)
     container = None
-    capture = OutputCapture(req.work_root / f"{container_name}.out")
+    status = ""
     try:
         container = docker_engine.start_container(client, spec)
+        first = bytearray()
 
-        def run_step(step: Step, collect: OutputCapture | None = None) -> docker_engine.ExecResult:
-            log.write(f"+ [{step.name}] {step.command}\n".encode())
-            for attempt in (1, 2):
-                first = bytearray()
+        def output(chunk: bytes) -> None:
+            if len(first) < 512:
+                first.extend(chunk[:512])
+            log.write(chunk)
 
-                def output(chunk: bytes, first: bytearray = first) -> None:
-                    if len(first) < 512:
-                        first.extend(chunk[:512])
-                    if collect is not None:
-                        collect.write(chunk)
-                    log.write(chunk)
-
-                assert container is not None
-                outcome = docker_engine.exec_stream(
-                    client, container, ["bash", "-c", _STEP_WRAPPER], workdir=f"{WORKSPACE}/{model_dir}",
-                    env=step.env | {"MADENGINE_STEP": step.command}, on_output=output, timeout=step.timeout,
-                    on_timeout=lambda: docker_engine.exec_quiet(client, container, ["bash", "-c", _STOP_STEP]))
-                if outcome.exit_code in (126, 127) and bytes(first).startswith(b"OCI runtime exec failed"):
-                    # the engine could not start the step (the step itself never ran): retry once, then give up
-                    if attempt == 1:
-                        echo(f"warning: {req.model['name']}: the engine failed to start {step.name}; retrying")
-                        continue
-                    raise EngineError(f"the Docker engine failed to start {step.name} in {container_name}: "
-                                      f"{bytes(first).decode(errors='replace').strip()[:200]}")
-                return outcome
-            raise AssertionError("unreachable")
-
-        outcome = run_steps(req, plan, run_step, capture, log, echo)
+        done = docker_engine.exec_stream(
+            client, container, ["bash", f"{WORKSPACE}/{script.STATE_DIR}/{script.SCRIPT_NAME}"],
+            workdir=WORKSPACE, env={}, on_output=output, timeout=script.total_limit(plan))
+        if done.exit_code in (126, 127) and bytes(first).startswith(b"OCI runtime exec failed"):
+            raise EngineError(f"the Docker engine failed to start the step script in {container_name}: "
+                              f"{bytes(first).decode(errors='replace').strip()[:200]}")
+        if done.timed_out:
+            status = "the step script hung past every step's limit; the container was stopped"
     except BaseException:
-        discard(req, capture, workspace)
+        log.close()
+        discard(req, workspace)
         raise
     finally:
-        log.close()
-        capture.close()
+        if not log.file.closed:
+            log.close()
         if not req.keep_alive or container is None:
             removed = (docker_engine.remove_container(container) if container is not None
                        else docker_engine.remove_container_named(client, container_name))
@@ -134,4 +110,4 @@ def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list
         else:
             echo(f"keep-alive: container {container_name} left running (workspace {workspace} kept); enter it "
                  f"with `docker exec -it {container_name} bash`, remove it with `docker rm -f {container_name}`")
-    return finish(req, plan, outcome, capture, workspace)
+    return finish(req, plan, workspace, status)

@@ -9,14 +9,13 @@ Filters: ``shquote`` (``shlex.quote`` of ``str(value)``: safe for ``$(...)``, qu
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from madengine import templating
 from madengine.deploy.slurm.config import SlurmConfig
 from madengine.errors import ConfigError
-from madengine.validation import ENV_NAME as _ENV_NAME
+from madengine.templating import shname
 
 TEMPLATE_NAME = "job.sh.j2"
 
@@ -25,27 +24,7 @@ _SBATCH_PATH = re.compile(r"^[A-Za-z0-9_.,:+@%=/\-]+$")
 
 def default_template_dir() -> Path:
     """madengine's own ``templates/slurm`` (``$MADENGINE_TEMPLATES/slurm`` when that variable is set)."""
-    from madengine import templates_dir
-
-    return templates_dir() / "slurm"
-
-
-def shquote(value: Any) -> str:
-    """``value`` as one shell word (``shlex.quote(str(value))``); ``None`` becomes ``''``."""
-    return shlex.quote("" if value is None else str(value))
-
-
-def shname(value: Any) -> str:
-    """``value`` unchanged when it is a valid shell variable name.
-
-    Raises:
-        ConfigError: it is not (names the value and the rule).
-    """
-    text = str(value)
-    if not _ENV_NAME.match(text):
-        raise ConfigError(f"env_vars: {text!r} is not a valid shell variable name (letters, digits, _; not first a "
-                          "digit); rename it")
-    return text
+    return templating.kind_dir("slurm")
 
 
 @dataclass
@@ -67,21 +46,6 @@ class JobSpec:
     run_args: list[str] = field(default_factory=list)
 
 
-def _environment(template_dir: str | None) -> Any:
-    import jinja2
-
-    dirs = [Path(template_dir)] if template_dir else []
-    dirs.append(default_template_dir())
-    for d in dirs[:-1]:
-        if not d.is_dir():
-            raise ConfigError(f"slurm.template_dir: {d} is not a directory; fix the path or remove the key")
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(d) for d in dirs]), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True, autoescape=False)
-    env.filters["shquote"] = shquote
-    env.filters["shname"] = shname
-    return env
-
-
 def render(spec: JobSpec) -> str:
     """The sbatch script text for ``spec``.
 
@@ -89,7 +53,6 @@ def render(spec: JobSpec) -> str:
         ConfigError: an ``env_vars`` key that is not a shell name; a job directory path or job name that cannot go
             on an ``#SBATCH`` line (spaces, quotes, ``$``); a missing or broken template (names the file).
     """
-    import jinja2
 
     for name in spec.env_vars:
         shname(name)
@@ -99,16 +62,10 @@ def render(spec: JobSpec) -> str:
     if not _SBATCH_PATH.match(spec.job_name):
         raise ConfigError(f"slurm.job_name: {spec.job_name!r} has characters sbatch cannot take; use letters, "
                           "digits, _ . -")
-    env = _environment(spec.cfg.template_dir)
-    try:
-        template = env.get_template(TEMPLATE_NAME)
-        return str(template.render(job_name=spec.job_name, job_dir=spec.job_dir, hub=spec.hub, python=spec.python,
-                                   cfg=spec.cfg, env_vars=spec.env_vars, run_args=spec.run_args))
-    except jinja2.TemplateNotFound:
-        raise ConfigError(f"slurm template {TEMPLATE_NAME} not found in {spec.cfg.template_dir or ''} "
-                          f"{default_template_dir()}; set slurm.template_dir or MADENGINE_TEMPLATES") from None
-    except jinja2.TemplateError as e:
-        raise ConfigError(f"slurm template {TEMPLATE_NAME}: {e}; fix the template") from None
+    extra = [Path(spec.cfg.template_dir)] if spec.cfg.template_dir else []
+    return templating.render("slurm", TEMPLATE_NAME, {
+        "job_name": spec.job_name, "job_dir": spec.job_dir, "hub": spec.hub, "python": spec.python, "cfg": spec.cfg,
+        "env_vars": spec.env_vars, "run_args": spec.run_args}, extra, setting="slurm.template_dir")
 
 
 def job_name(prefix: str, model: str) -> str:
