@@ -116,19 +116,16 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], options: RunOptions,
         KeyboardInterrupt: Ctrl-C, after the running container was removed.
     """
     from madengine import docker_engine
-    from madengine.workflow import credentials, data, tools
+    from madengine.workflow import setup
 
     host = gpu.detect()
     native = ctx.get("runtime") == "native"
     client = None if native else docker_engine.connect()
     if not options.skip_model_run:
         append_rows(options.output, [])  # fail fast on a foreign perf.csv header, before any model runs
-    tool_plan = tools.plan(ctx.get("tools") or [], tools.load_catalogue(options.tools_config))
-    creds = credentials.load(options.hub)
-    masker = credentials.Masker(credentials.secret_values(creds))
-    data_config = data.load_config(options.hub, ctx, options.data_config)
-    sys_env = options.sys_env_details if options.sys_env_details is not None else \
-        ctx.get("gen_sys_env_details", True) is not False
+    shared = setup.load(options.hub, ctx, tools_config=options.tools_config, data_config=options.data_config,
+                        sys_env_details=options.sys_env_details)
+    masker = shared.masker
     run_id = uuid.uuid4().hex[:12]
     log_dir = options.output.resolve().parent
     work_root = log_dir / ".madengine" / "work"
@@ -142,16 +139,15 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], options: RunOptions,
             console.progress(f"pulling {build.registry_image}")
             docker_engine.pull_image(client, build.registry_image)
             ref = build.registry_image
-        extra_env = {"BUILD_NUMBER": build_number,
-                     **credentials.model_env(creds, str(model.get("cred") or ""), model["name"])}
+        extra_env = {"BUILD_NUMBER": build_number, **shared.cred_env(model)}
         request = RunRequest(
             model=model, build=build.model_dump(), image=ref, hub=options.hub, ctx=ctx, gpus=assignment,
             timeout=effective_timeout(model.get("timeout"), options.timeout), log_dir=log_dir,
             work_root=work_root, run_id=run_id, keep_alive=options.keep_alive,
             keep_model_dir=options.keep_model_dir, skip_model_run=options.skip_model_run,
-            live_output=options.live_output, extra_env=extra_env, sys_env_details=sys_env, tools=tool_plan,
+            live_output=options.live_output, extra_env=extra_env, sys_env_details=shared.sys_env, tools=shared.tools,
             masker=masker, deployment_type=options.deployment_type, nnodes=options.nnodes)
-        rows = _run_one(client, request, model, image, ref, options, data_config, creds, work_root)
+        rows = _run_one(client, request, model, image, ref, options, shared.data_config, shared.creds, work_root)
         if not options.skip_model_run:
             append_with_relative_change(options.output, rows)
             log = log_dir / f"{build.log_base or model['name'].replace('/', '_')}.run.live.log"

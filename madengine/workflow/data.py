@@ -139,6 +139,12 @@ def _rsync_from_nas(node: Mapping[str, Any], source: str, dest: Path) -> None:
         raise DataError(f"nas: rsync from {node['HOST']}:{source} failed (exit {proc.returncode}): {detail}")
 
 
+def custom_step(script: str, args: str) -> str:
+    """The custom provider's step: its hub script, run in ``$MAD_DATAHOME`` (wherever the runtime put it) with the
+    provider's ``args`` (shell words, as madengine passes them)."""
+    return f'mkdir -p "$MAD_DATAHOME" && cd "$MAD_DATAHOME" && bash /myworkspace/{shlex.quote(script)} {args}'.strip()
+
+
 def _try_provider(kind: str, provider: Mapping[str, Any], dataname: str, *, hub: Path, creds: Mapping[str, Any],
                   force_mirror: str | None, default_root: Path) -> DataPlan:
     home = str(provider.get("home") or DEFAULT_HOME)
@@ -161,9 +167,7 @@ def _try_provider(kind: str, provider: Mapping[str, Any], dataname: str, *, hub:
         if force_mirror or provider.get("mirrorlocal"):
             mirror = _mirror_dir(provider, dataname, force_mirror, default_root)
             plan.mounts[str(mirror)] = (home, "rw")
-        args = str(provider.get("args") or "")
-        plan.container_step = (f"mkdir -p {shlex.quote(home)} && cd {shlex.quote(home)} && "
-                               f"bash /myworkspace/{shlex.quote(path)} {args}").strip()
+        plan.container_step = custom_step(path, str(provider.get("args") or ""))
         return plan
     if kind == "nas":
         nodes = _nas_nodes(creds)
@@ -205,3 +209,35 @@ def resolve(dataname: str, config: Mapping[str, Any], *, hub: Path, creds: Mappi
             except DataError as e:
                 reasons.append(str(e))
     raise DataError(f"data {dataname!r} unavailable: " + "; ".join(reasons))
+
+
+def for_cluster(dataname: str, config: Mapping[str, Any], *, hub: Path, target: str) -> DataPlan:
+    """The data plan of a model on a cluster whose nodes madengine cannot reach before the run (Kubernetes): the
+    first of ``custom`` (its script runs in the pod, into ``MAD_DATAHOME``) and ``local`` (``path`` is a path on the
+    nodes, mounted at ``MAD_DATAHOME``; nothing is checked from here). ``mounts`` maps that node path to the home.
+
+    Raises:
+        ConfigError: ``dataname`` is not defined, or only providers that need this host (``nas``: rsync here;
+            ``minio``/``aws``) are configured (names the alternatives).
+    """
+    entry = config.get(dataname)
+    if not isinstance(entry, Mapping) or not entry:
+        raise ConfigError(f"model data {dataname!r} is not defined in data.json (or the context's 'data' key)")
+    for kind in ("custom", "local"):
+        provider = entry.get(kind)
+        if not isinstance(provider, Mapping):
+            continue
+        home = str(provider.get("home") or DEFAULT_HOME)
+        path = str(provider.get("path") or "")
+        if not path:
+            raise ConfigError(f"data.json: {dataname!r}.{kind}: no 'path' configured")
+        if kind == "local":
+            mode = "rw" if str(provider.get("readwrite", "")).lower() in ("true", "1", "yes") else "ro"
+            return DataPlan(dataname, kind, home, {path: (home, mode)})
+        if not (hub / path).is_file():
+            raise ConfigError(f"data.json: {dataname!r}.custom: script {hub / path} does not exist")
+        return DataPlan(dataname, kind, home, container_step=custom_step(path, str(provider.get("args") or "")),
+                        script=path)
+    raise ConfigError(f"data {dataname!r}: {target} runs need a 'custom' or 'local' provider in data.json (found "
+                      f"{', '.join(entry)}); a nas/minio/aws download runs on this host, which the {target} nodes "
+                      f"do not share: put the data on a volume the nodes mount ('local' path, or k8s.data_pvc)")

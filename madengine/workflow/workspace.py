@@ -11,51 +11,78 @@ from madengine.errors import ConfigError
 from madengine.workflow.plan import RunRequest, _script_ref, env_csv_name
 
 
-def install_common_scripts(workspace: Path, hub: Path) -> None:
-    """Copy madengine's packaged ``scripts/common`` into the workspace, then the hub's own ``scripts/common`` (if
-    any) over it, so a hub can override a packaged script."""
-    packaged = resources.files("madengine").joinpath("data/scripts/common")
-    with resources.as_file(packaged) as source:
-        shutil.copytree(source, workspace / "scripts" / "common", dirs_exist_ok=True)
-    if (hub / "scripts" / "common").is_dir():
-        shutil.copytree(hub / "scripts" / "common", workspace / "scripts" / "common", dirs_exist_ok=True)
+def sources(req: RunRequest, scripts_dir: Path, model_dir: str, *, model_scripts: bool = True) -> list[tuple[Path, str]]:
+    """What the workspace is made of, in copy order (later entries win): ``(source file or directory, path relative
+    to the workspace)``. madengine's packaged ``scripts/common``, the hub's own ``scripts/common`` over it (a hub can
+    override a packaged script), the model's scripts directory as ``<model dir>`` (unless ``model_scripts`` is
+    false: they are in the image), and every script a step names (pre/post scripts, tools, the custom data script).
+
+    Raises:
+        ConfigError: the model's scripts directory is missing, or a named script exists neither in the hub nor among
+            the packaged common scripts.
+    """
+    packaged = Path(str(resources.files("madengine").joinpath("data/scripts/common")))
+    found: list[tuple[Path, str]] = [(packaged, "scripts/common")]
+    if (req.hub / "scripts" / "common").is_dir():
+        found.append((req.hub / "scripts" / "common", "scripts/common"))
+    source = req.hub / scripts_dir
+    if model_scripts:
+        if not source.is_dir():
+            raise ConfigError(f"model {req.model.get('name')!r}: scripts directory {source} does not exist (field "
+                              "'scripts'; if the hub moved since the build, pass --hub)")
+        found.append((source, model_dir))
+    refs = [ref.path for ref in list(req.tools.pre_scripts) + list(req.tools.post_scripts)] + [
+        _script_ref(s).path for key in ("pre_scripts", "post_scripts") for s in req.ctx.get(key) or []]
+    if req.data and req.data.script:
+        refs.append(req.data.script)
+    for relative in refs:
+        if (req.hub / relative).is_file():
+            found.append((req.hub / relative, relative))
+        elif not relative.startswith("scripts/common/") or not (packaged / relative[len("scripts/common/"):]).is_file():
+            raise ConfigError(f"script {relative!r} (pre_scripts/post_scripts/tools) exists neither in the hub "
+                              f"({req.hub}) nor among madengine's packaged scripts/common")
+    return found
 
 
-def _copy_from_hub(hub: Path, relative: str, workspace: Path) -> None:
-    source = hub / relative
-    if source.is_file():
-        (workspace / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, workspace / relative)
-    elif not (workspace / relative).is_file():
-        raise ConfigError(f"script {relative!r} (pre_scripts/post_scripts/tools) exists neither in the hub "
-                          f"({hub}) nor among madengine's packaged scripts/common")
+def files(found: list[tuple[Path, str]]) -> dict[str, tuple[bytes, int]]:
+    """The workspace as ``relative path → (content, mode)`` (for a pod's ConfigMap); symlinks followed,
+    ``__pycache__`` and ``*.pyc`` skipped, later sources win."""
+    result: dict[str, tuple[bytes, int]] = {}
+    for source, relative in found:
+        paths = [(source, relative)] if source.is_file() else [
+            (p, f"{relative}/{p.relative_to(source).as_posix()}") for p in sorted(source.rglob("*")) if p.is_file()]
+        for path, rel in paths:
+            if "__pycache__" in Path(rel).parts or path.suffix == ".pyc":
+                continue
+            result[rel] = (path.read_bytes(), 0o755 if path.stat().st_mode & 0o111 else 0o644)
+    return result
 
 
 def prepare_workspace(req: RunRequest, workspace: Path, scripts_dir: Path, model_dir: str) -> None:
-    """Lay out the workspace: packaged and hub common scripts, the model's scripts, every script a step names."""
+    """Lay out the workspace directory from :func:`sources` (an existing one is replaced)."""
     if workspace.exists():
         shutil.rmtree(workspace)
-    source = req.hub / scripts_dir
-    if not source.is_dir():
-        raise ConfigError(f"model {req.model.get('name')!r}: scripts directory {source} does not exist (field "
-                          "'scripts'; if the hub moved since the build, pass --hub)")
-    install_common_scripts(workspace, req.hub)
-    shutil.copytree(source, workspace / model_dir, dirs_exist_ok=True)
-    refs = list(req.tools.pre_scripts) + list(req.tools.post_scripts) + [
-        _script_ref(s) for key in ("pre_scripts", "post_scripts") for s in req.ctx.get(key) or []]
-    for ref in refs:
-        _copy_from_hub(req.hub, ref.path, workspace)
-    if req.data and req.data.script:
-        _copy_from_hub(req.hub, req.data.script, workspace)
+    for source, relative in sources(req, scripts_dir, model_dir):
+        target = workspace / relative
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
 
 
 def collect_artifacts(req: RunRequest, workspace: Path, model_dir: Path, log_base: str) -> None:
-    """Copy ``<model>_env.csv`` next to perf.csv and the tools' outputs into the per-run directory."""
+    """Copy ``<model>_env.csv`` next to perf.csv, and the tools' outputs and the step script (``steps.sh``, to replay
+    the run by hand) into the per-run directory ``madengine-runs/<run id>/<log base>/``."""
     env_csv = workspace / env_csv_name(req.model["name"])
     if env_csv.is_file():
         shutil.copy2(env_csv, req.log_dir / env_csv.name)
         req.artifacts.append(req.log_dir / env_csv.name)
     dest = req.log_dir / "madengine-runs" / req.run_id / log_base
+    steps = workspace / ".madengine" / "steps.sh"
+    if steps.is_file():
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(steps, dest / "steps.sh")
     for pattern in req.tools.outputs:
         for found in sorted(model_dir.glob(pattern)):
             if found.is_file():

@@ -18,7 +18,7 @@ import yaml
 from madengine.deploy.k8s import client, collect, config, images, manifests, objects, plan_model, watch
 from madengine.errors import ConfigError
 from madengine.manifest import BuiltImage
-from madengine.workflow.plan import base_row
+from madengine.workflow import script as wscript
 from tests.conftest import EXAMPLE_HUB, madengine
 
 #: Kubernetes versions the emitted objects must be valid for (strict: no unknown field anywhere): an older
@@ -84,8 +84,7 @@ def test_every_object_is_strictly_valid(mode: str, version: str) -> None:
     run = make_run(model, ctx, k8s, registry_image="registry.example.com:5000/bench/ci-dummy:1"
                    if mode == "registry-image" else "")
     kinds = [o.kind for o in run.objects]
-    expected = (["ConfigMap"] if k8s.get("scripts") != "image" else []) + \
-        (["Service"] if k8s.get("nnodes", 1) > 1 else []) + ["Job"]
+    expected = ["ConfigMap"] + (["Service"] if k8s.get("nnodes", 1) > 1 else []) + ["Job"]
     assert kinds == expected
     for obj in run.objects:
         data = client.serialize(obj)
@@ -107,7 +106,10 @@ def test_single_job_fields() -> None:
     assert job["metadata"]["labels"]["app.kubernetes.io/name"] == "madengine"
     assert job["metadata"]["labels"]["madengine/run-id"] == "0123abcd"
     spec = job["spec"]
-    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"], spec["ttlSecondsAfterFinished"]) == (0, 600, 5)
+    # the step script stops the model after 600 s; the Job's deadline is the safety net over every step's limit
+    limit = int(wscript.total_limit(run.run_plan) or 0)
+    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"], spec["ttlSecondsAfterFinished"]) == (0, limit, 5)
+    assert "mad_step model 600 1 " in run.plan.files[".madengine/steps.sh"][0].decode()
     assert "completionMode" not in spec
     pod = spec["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
@@ -148,10 +150,13 @@ def test_configmap_carries_scripts_and_binary_files(tmp_path: Path) -> None:
     (hub / "scripts" / "dummy" / "sub" / "w.bin").write_bytes(b"\xff\x00\x01")
     run = make_run("dummy", hub=hub)
     cm = client.serialize(run.objects[0])
-    assert cm["data"] == {"run.sh": "echo performance: 1 x\n"}
-    assert cm["binaryData"] == {"sub__w.bin": "/wAB"}
+    assert cm["data"]["run_directory__run.sh"] == "echo performance: 1 x\n"
+    assert cm["binaryData"] == {"run_directory__sub__w.bin": "/wAB"}
+    assert "scripts__common__pre_scripts__sys_env.sh" in cm["data"] and ".madengine__steps.sh" in cm["data"]
     vol = next(v for v in _job(run)["spec"]["template"]["spec"]["volumes"] if v["name"] == "scripts")
-    assert {i["key"]: i["path"] for i in vol["configMap"]["items"]} == {"run.sh": "run.sh", "sub__w.bin": "sub/w.bin"}
+    items = {i["key"]: (i["path"], i["mode"]) for i in vol["configMap"]["items"]}
+    assert items["run_directory__sub__w.bin"] == ("run_directory/sub/w.bin", 0o644)
+    assert items[".madengine__steps.sh"] == (".madengine/steps.sh", 0o755)
 
 
 def test_configmap_too_large(tmp_path: Path) -> None:
@@ -206,36 +211,52 @@ def test_bad_image_reference() -> None:
         make_run("dummy", registry_image="Registry.Example.com/Bad Image:1")
 
 
-def test_entry_script_runs_the_model_like_run_local(tmp_path: Path) -> None:
-    """The rendered script, run by a real sh with the ConfigMap layout, copies the scripts, runs the model in its
-    dir, prints the multiple_results CSV between the markers and exits with the model's code."""
-    run = make_run("dummy_multi")
-    script = objects.entry_script(run.plan)
-    mount = tmp_path / "mount"
+def _lay_out_configmap(run: Any, mount: Path, work: Path | None = None) -> None:
+    """The ConfigMap volume as the kubelet lays it out: every item at its path (plus the ``..data`` dir); with
+    ``work``, the step script's /myworkspace paths point there."""
     (mount / "..data").mkdir(parents=True)
-    for rel, content in run.plan.scripts.items():
+    for rel, (content, mode) in run.plan.files.items():
         (mount / rel).parent.mkdir(parents=True, exist_ok=True)
+        if work is not None:
+            content = content.replace(objects.WORKSPACE.encode(), str(work).encode())
         (mount / rel).write_bytes(content)
-    work = tmp_path / "ws"
-    script = script.replace(objects.SCRIPTS_MOUNT, str(mount)).replace(objects.WORKSPACE, str(work))
-    proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30,
+        (mount / rel).chmod(mode)
+
+
+def _pod_script(run: Any, mount: Path, work: Path) -> str:
+    return objects.entry_script(run.plan).replace(objects.SCRIPTS_MOUNT, str(mount)).replace(
+        objects.WORKSPACE, str(work))
+
+
+def test_entry_script_runs_the_step_script_like_run_local(tmp_path: Path) -> None:
+    """The pod's script, run by a real sh with the ConfigMap layout, copies the workspace and runs the step script,
+    whose results bundle at the end of the log gives the same rows as run.local."""
+    run = make_run("dummy_multi")
+    mount, work = tmp_path / "mount", tmp_path / "ws"
+    _lay_out_configmap(run, mount, work)
+    step_script = work / ".madengine" / "steps.sh"
+    script = _pod_script(run, mount, work)
+    proc = subprocess.run(["sh", "-c", script.replace(f'bash "$w"/{objects.STEP_SCRIPT}',
+                                                      f'MAD_WORKSPACE={work} bash {step_script}')],
+                          capture_output=True, text=True, timeout=60,
                           env={"PATH": "/usr/bin:/bin", "MAD_OUTPUT_CSV": "perf_dummy_multi.csv"})
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not (work / "run_directory" / "..data").exists()
-    csv_text = collect.extract_csv(proc.stdout)
-    assert csv_text is not None and csv_text.startswith("model,temperature,performance,metric\n")
-    row = base_row(run.request)
-    rows = collect.rows_from_log(run.request, row, proc.stdout, None)
+    assert wscript.BUNDLE_BEGIN in proc.stdout
+    run.request.work_root = tmp_path / "collect"
+    run.request.log_dir = tmp_path / "out"
+    run.request.log_dir.mkdir()
+    rows = collect.rows_from_log(run.request, run.run_plan, proc.stdout, None)
     assert [r.model for r in rows] == ["dummy_multi_1", "dummy_multi_2", "dummy_multi_3"]
     assert {r.status for r in rows} == {"SUCCESS"} and {r.deployment_type for r in rows} == {"k8s"}
+    assert (run.request.log_dir / "dummy_multi_env.csv").is_file()  # the environment capture came back
 
 
-def test_failed_outcome_makes_failure_rows() -> None:
+def test_failed_outcome_without_bundle_makes_a_failure_row() -> None:
     run = make_run("dummy")
     outcome = watch.Outcome("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
-    rows = collect.rows_from_log(run.request, base_row(run.request), "performance: 12.5 samples_per_second\n",
-                                 outcome)
-    assert rows[0].status == "FAILURE" and rows[0].performance == "12.5"
+    rows = collect.rows_from_log(run.request, run.run_plan, "performance: 12.5 samples_per_second\n", outcome)
+    assert rows[0].status == "FAILURE" and rows[0].performance == ""
     assert rows[0].reason.startswith("BackoffLimitExceeded")
 
 
@@ -340,16 +361,12 @@ def test_multi_node_launcher_gives_each_pod_its_rank(tmp_path: Path) -> None:
     ctx = {"gpu_vendor": "NONE", "launcher": "torchrun", "torchrun": {"nproc_per_node": 2}}
     run = make_run("dummy", ctx, {"nnodes": 2, "gpus": 0})
     job = run.plan.job_name
-    assert sorted(k for k in run.plan.scripts if k.startswith(objects.LAUNCH_ENV_PREFIX)) == [
+    assert sorted(k for k in run.plan.files if k.startswith(objects.LAUNCH_ENV_PREFIX)) == [
         ".madengine-launch-0.env", ".madengine-launch-1.env"]
     mount = tmp_path / "mount"
-    mount.mkdir()
-    for rel, content in run.plan.scripts.items():
-        (mount / rel).parent.mkdir(parents=True, exist_ok=True)
-        (mount / rel).write_bytes(content)
-    script = objects.entry_script(run.plan).replace(objects.SCRIPTS_MOUNT, str(mount))
-    script = script.replace(objects.WORKSPACE, str(tmp_path / "ws"))
-    script = script.replace(f"( {run.plan.command} )", '( echo "RUNNER=$MAD_MULTI_NODE_RUNNER" )')
+    _lay_out_configmap(run, mount)
+    script = _pod_script(run, mount, tmp_path / "ws")
+    script = script.replace(f'bash "$w"/{objects.STEP_SCRIPT}', 'echo "RUNNER=$MAD_MULTI_NODE_RUNNER"')
     for rank in (0, 1):
         proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30,
                               env={"PATH": "/usr/bin:/bin", "NODE_RANK": str(rank)})

@@ -31,7 +31,8 @@ from madengine.manifest import BuiltImage
 from madengine.report.relative import append_with_relative_change
 from madengine.results.perf_csv import PerfRow, append_rows
 from madengine.run_local import effective_timeout
-from madengine.workflow.plan import RunRequest, base_row, container_env, model_dir_name, script_command
+from madengine.workflow import data, script, setup, workspace
+from madengine.workflow.plan import WORKSPACE, Plan, RunRequest, container_env, plan_run
 
 if TYPE_CHECKING:  # pragma: no cover
     from madengine.api import RunSummary
@@ -44,10 +45,11 @@ DEADLINE_GRACE = 120
 
 @dataclass
 class ModelRun:
-    """One model's planned run: the Job plan, the runner request (for rows and env) and its objects."""
+    """One model's planned run: the Job plan, the runner request and run plan (for rows and env) and its objects."""
 
     plan: objects.JobPlan
     request: RunRequest
+    run_plan: Plan
     objects: list[Any]
     log_base: str
     local_image: bool
@@ -58,15 +60,19 @@ def _vendor(cfg: K8sConfig, ctx: dict[str, Any]) -> str:
 
 
 def plan_model(image_name: str, build: BuiltImage, model: dict[str, Any], ctx: dict[str, Any], cfg: K8sConfig,
-               run_id: str, hub: Path, log_dir: Path, timeout: int | None) -> ModelRun:
-    """Plan one model: image, GPUs, command, environment and the objects to create.
+               run_id: str, hub: Path, log_dir: Path, timeout: int | None,
+               shared: setup.RunSetup | None = None) -> ModelRun:
+    """Plan one model: image, GPUs, environment, data, credentials, the step script and the objects to create.
 
-    ``timeout`` is the CLI's (seconds; ``None`` = the model's own, 0 = none); it becomes ``activeDeadlineSeconds``.
+    ``timeout`` is the CLI's (seconds; ``None`` = the model's own, 0 = none); the model step's limit, and with the
+    other steps' limits ``activeDeadlineSeconds``. ``shared`` is the run's tools, credentials and data config
+    (default: loaded from ``hub`` and ``ctx``).
 
     Raises:
         ConfigError: a model needing "all GPUs" (n_gpus -1) without ``--gpus``, a malformed image reference, bad
-            scripts, a scripts directory too large for a ConfigMap, a bad k8s key.
+            scripts, a workspace too large for a ConfigMap, data only a host download can provide, a bad k8s key.
     """
+    shared = shared or setup.load(hub, ctx)
     vendor = _vendor(cfg, ctx)
     if vendor not in ("amd", "nvidia", "none"):
         raise ConfigError(f"--gpu-vendor/k8s.gpu_vendor: {vendor!r} is not amd, nvidia or none")
@@ -84,38 +90,53 @@ def plan_model(image_name: str, build: BuiltImage, model: dict[str, Any], ctx: d
             raise ConfigError(f"models.json: model {model['name']!r} asks for all GPUs of a node (n_gpus {raw}), "
                               "which Kubernetes cannot express: give --gpus N (or k8s.gpus), or gpu_vendor NONE")
     ref = images.check_reference(build.registry_image or image_name, f"image of model {model['name']!r}")
-    timeout_s = effective_timeout(model.get("timeout"), timeout)
-    args = ctx.get("model_args")
-    args_text = str(args) if args is not None else str(model.get("args") or "")
-    model = {**model, "args": args_text}
+    secret_env = shared.cred_env(model)
     req = RunRequest(model=model, build=build.model_dump(), image=ref, hub=hub, ctx=ctx,
                      gpus=GpuAssignment(vendor.upper(), list(range(gpus)), str(ctx.get("gpu_architecture") or "")),
-                     timeout=timeout_s, log_dir=log_dir, work_root=log_dir, run_id=run_id, deployment_type="k8s",
-                     nnodes=cfg.nnodes, extra_env={"BUILD_NUMBER": os.environ.get("BUILD_NUMBER", "")})
-    scripts_dir, command = script_command(model, args_text)
-    env = container_env(req) | dict(cfg.env_vars)
+                     timeout=effective_timeout(model.get("timeout"), timeout), log_dir=log_dir, work_root=log_dir,
+                     run_id=run_id, deployment_type="k8s", nnodes=cfg.nnodes, tools=shared.tools,
+                     sys_env_details=shared.sys_env, masker=shared.masker,
+                     extra_env={"BUILD_NUMBER": os.environ.get("BUILD_NUMBER", "")})
+    mount = None
+    if model.get("data"):
+        req.data = data.for_cluster(str(model["data"]), shared.data_config, hub=hub, target="Kubernetes")
+        source = next(iter(req.data.mounts), None)
+        if cfg.data_pvc:
+            mount = objects.DataMount(req.data.home, claim=cfg.data_pvc, read_only=req.data.provider_type == "local")
+        elif source:
+            mount = objects.DataMount(req.data.home, host_path=source, read_only=req.data.mounts[source][1] == "ro")
+    run_plan = plan_run(req)
+    in_image = cfg.scripts == "image"
+    files = workspace.files(workspace.sources(req, run_plan.scripts_dir, run_plan.model_dir,
+                                              model_scripts=not in_image))
+    text = script.render(req, run_plan, workspace=WORKSPACE, datahome=req.data.home if req.data else "", bundle=True)
+    files[f"{script.STATE_DIR}/{script.SCRIPT_NAME}"] = (text.encode(), 0o755)
+    env = {k: v for k, v in container_env(req).items() if k not in secret_env} | dict(cfg.env_vars)
+    limit = script.total_limit(run_plan)
     name = job_name(model["name"], run_id)
     plan = objects.JobPlan(
         job_name=name, namespace=cfg.namespace, run_id=run_id, model=model["name"], image=ref,
-        pull_policy=cfg.image_pull_policy or "IfNotPresent", model_dir=model_dir_name(model), command=command,
-        env=env, gpus=gpus, gpu_resource=(cfg.gpu_resource or objects.GPU_RESOURCES.get(vendor)) if gpus else None,
-        config=cfg, active_deadline=int(timeout_s) if timeout_s else None,
-        scripts=objects.read_scripts(hub / scripts_dir) if cfg.scripts == "configmap" else None,
-        encapsulate=str(ctx.get("encapsulate_script") or ""), multiple_results=str(model.get("multiple_results") or ""),
+        pull_policy=cfg.image_pull_policy or "IfNotPresent", model_dir=run_plan.model_dir, env=env, gpus=gpus,
+        gpu_resource=(cfg.gpu_resource or objects.GPU_RESOURCES.get(vendor)) if gpus else None, config=cfg,
+        files=files, active_deadline=int(limit) if limit else None,
+        image_scripts_dir=(cfg.image_scripts_dir or f"{WORKSPACE}/{run_plan.model_dir}") if in_image else None,
+        secret_env=secret_env, data=mount,
         labels={**cfg.labels, **objects.common_labels(model["name"], run_id, name)})
     objects.add_launcher_env(plan, ctx)
-    log_base = build.log_base or Path(build.log_file or model["name"]).name.replace(".build.live.log", "")
-    return ModelRun(plan, req, objects.build_objects(plan), log_base, local_image=not build.registry_image)
+    return ModelRun(plan, req, run_plan, objects.build_objects(plan), run_plan.log_base,
+                    local_image=not build.registry_image)
 
 
 def plan_all(request: DeployRequest, cfg: K8sConfig, run_id: str) -> list[ModelRun]:
     """Plan every built image of the manifest (nothing is sent to the cluster)."""
     hub = request.hub or Path(request.manifest.hub or ".")
     log_dir = request.output.resolve().parent
+    shared = setup.load(hub, request.ctx, tools_config=request.tools_config, data_config=request.data_config,
+                        sys_env_details=request.sys_env_details)
     runs = []
     for image, build in request.manifest.built_images.items():
         model = request.manifest.built_models.get(image) or {"name": build.model}
-        runs.append(plan_model(image, build, model, request.ctx, cfg, run_id, hub, log_dir, request.timeout))
+        runs.append(plan_model(image, build, model, request.ctx, cfg, run_id, hub, log_dir, request.timeout, shared))
     return runs
 
 
@@ -166,12 +187,12 @@ def preflight(api: client.Api, cfg: K8sConfig, runs: list[ModelRun], echo: Any =
 def _create(api: client.Api, obj: Any) -> Any:
     ns, kind, name = obj.metadata.namespace, obj.kind, obj.metadata.name
     fn = {"ConfigMap": api.core.create_namespaced_config_map, "Service": api.core.create_namespaced_service,
-          "Job": api.batch.create_namespaced_job}[kind]
+          "Secret": api.core.create_namespaced_secret, "Job": api.batch.create_namespaced_job}[kind]
     return client.call(f"create {kind} {ns}/{name}", fn, ns, obj)
 
 
 def delete_objects(api: client.Api, namespace: str, job: str, configmap: str | None = None,
-                   service: str | None = None) -> None:
+                   service: str | None = None, secret: str | None = None) -> None:
     """Delete a run's Job (background propagation: its pods go too) and its ConfigMap/Service; absent ones are
     fine. Pods that never started (Pending: image pull, scheduling) are deleted at once (grace period 0): there is
     no process to stop, and the kubelet would otherwise keep them for about a minute. Errors are retried by
@@ -190,6 +211,9 @@ def delete_objects(api: client.Api, namespace: str, job: str, configmap: str | N
     if service:
         client.call(f"delete Service {namespace}/{service}", api.core.delete_namespaced_service, service,
                     namespace, ok_statuses=(404,))
+    if secret:
+        client.call(f"delete Secret {namespace}/{secret}", api.core.delete_namespaced_secret, secret, namespace,
+                    ok_statuses=(404,))
 
 
 def create_run(api: client.Api, run: ModelRun) -> None:
@@ -205,8 +229,8 @@ def create_run(api: client.Api, run: ModelRun) -> None:
                                     uid=job_obj.metadata.uid, block_owner_deletion=False)]
         patch = {"metadata": {"ownerReferences": client.serialize(owner)}}
         for obj in created[:-1]:
-            fn = api.core.patch_namespaced_config_map if obj.kind == "ConfigMap" else \
-                api.core.patch_namespaced_service
+            fn = {"ConfigMap": api.core.patch_namespaced_config_map, "Secret": api.core.patch_namespaced_secret,
+                  "Service": api.core.patch_namespaced_service}[obj.kind]
             client.call(f"set owner of {obj.kind} {obj.metadata.name}", fn, obj.metadata.name,
                         obj.metadata.namespace, patch)
     except BaseException:
@@ -217,8 +241,8 @@ def create_run(api: client.Api, run: ModelRun) -> None:
 def _cleanup(api: client.Api, run: ModelRun, quiet: bool = False) -> None:
     p = run.plan
     try:
-        delete_objects(api, p.namespace, p.job_name, p.configmap_name if p.scripts is not None else None,
-                       p.service_name if p.nnodes > 1 else None)
+        delete_objects(api, p.namespace, p.job_name, p.configmap_name, p.service_name if p.nnodes > 1 else None,
+                       p.secret_name if p.secret_env else None)
     except Exception as e:  # noqa: BLE001 - never hide the original error; say how to clean up by hand
         if not quiet:
             console.warn(f"could not delete Job {p.namespace}/{p.job_name}: {e}; run `inv k8s.cancel "
@@ -255,12 +279,12 @@ def run_one(api: client.Api, run: ModelRun, cfg: K8sConfig) -> list[PerfRow]:
         console.progress(f"Job {plan.job_name}: {outcome.state}" + (f" ({outcome.summary()})" if not outcome.ok
                                                                       else "") + f" after {wall:.1f} s")
         pods = collect.job_pods(api, plan.namespace, plan.job_name)
-        logs = collect.save_logs(api, plan.namespace, plan.job_name, req.log_dir, run.log_base, pods)
+        logs = collect.save_logs(api, plan.namespace, plan.job_name, req.log_dir, run.log_base, pods, req.masker)
         main = collect.rank0(pods)
         text = logs.get(main.name, "") if main else ""
-        (req.log_dir / f"{run.log_base}.run.live.log").write_text(text, encoding="utf-8")
-        row = base_row(req).model_copy(update={"test_duration": f"{collect.duration(outcome, wall):.2f}"})
-        rows = collect.rows_from_log(req, row, text, outcome)
+        (req.log_dir / f"{run.log_base}.run.live.log").write_text(req.masker.text(script.split_bundle(text)[0]),
+                                                                  encoding="utf-8")
+        rows = collect.rows_from_log(req, run.run_plan, text, outcome)
         finished = True
         return rows
     finally:
@@ -328,5 +352,5 @@ def cancel(api: client.Api, namespace: str, job: str) -> bool:
     """
     existing = client.call(f"read Job {namespace}/{job}", api.batch.read_namespaced_job, job, namespace,
                            ok_statuses=(404,))
-    delete_objects(api, namespace, job, objects.configmap_name(job), job)
+    delete_objects(api, namespace, job, objects.configmap_name(job), job, objects.secret_name(job))
     return existing is not None

@@ -1,23 +1,25 @@
-"""After a Job: every pod's log saved, the perf rows parsed from the log of rank 0 with the same parser as
-``run.local`` (:func:`madengine.workflow.output.rows_from_output`), and the Job's outcome folded into the rows.
+"""After a Job: every pod's log saved (masked, without the results bundle), and the perf rows read from rank 0's
+results bundle (:mod:`madengine.workflow.script`) with the same code as ``run.local``
+(:func:`madengine.workflow.steps.finish`): step outcomes, the model's output, ``multiple_results``, artifacts.
 
 Files (next to perf.csv): ``<log base>.k8s.<pod>.log`` for every pod, and ``<log base>.run.live.log`` (the log the
-rows came from, as ``run.local`` names it).
+rows came from, as ``run.local`` names it); artifacts as with ``run.local`` (``<model>_env.csv``,
+``madengine-runs/<run id>/<log base>/``).
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from madengine.deploy.k8s import client
-from madengine.deploy.k8s.objects import CSV_BEGIN, CSV_END, JOB_LABEL
+from madengine.deploy.k8s.objects import JOB_LABEL
 from madengine.deploy.k8s.watch import Outcome, PodState, pod_state
 from madengine.results.perf_csv import PerfRow
-from madengine.workflow.output import rows_from_output
-from madengine.workflow.plan import RunRequest
+from madengine.workflow import script, steps
+from madengine.workflow.credentials import Masker
+from madengine.workflow.plan import Plan, RunRequest
 
 
 def job_pods(api: client.Api, namespace: str, job_name: str) -> list[PodState]:
@@ -35,13 +37,16 @@ def read_log(api: client.Api, namespace: str, pod: str) -> str:
 
 
 def save_logs(api: client.Api, namespace: str, job_name: str, log_dir: Path, log_base: str,
-              pods: list[PodState] | None = None) -> dict[str, str]:
-    """Read every pod's log and write it to ``<log_dir>/<log_base>.k8s.<pod>.log``. Returns pod name → text."""
+              pods: list[PodState] | None = None, masker: Masker | None = None) -> dict[str, str]:
+    """Read every pod's log and write it, masked and without its results bundle, to
+    ``<log_dir>/<log_base>.k8s.<pod>.log``. Returns pod name → the whole log (bundle included)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     logs: dict[str, str] = {}
     for pod in pods if pods is not None else job_pods(api, namespace, job_name):
         text = read_log(api, namespace, pod.name)
-        (log_dir / f"{log_base}.k8s.{pod.name}.log").write_text(text, encoding="utf-8")
+        shown = script.split_bundle(text)[0]
+        (log_dir / f"{log_base}.k8s.{pod.name}.log").write_text(masker.text(shown) if masker else shown,
+                                                                encoding="utf-8")
         logs[pod.name] = text
     return logs
 
@@ -54,31 +59,22 @@ def rank0(pods: list[PodState]) -> PodState | None:
     return max(pool, key=lambda p: p.created) if pool else None
 
 
-def extract_csv(log_text: str) -> str | None:
-    """The ``multiple_results`` CSV the entry script printed between :data:`CSV_BEGIN` and :data:`CSV_END`."""
-    if CSV_BEGIN not in log_text:
-        return None
-    body = log_text.split(CSV_BEGIN, 1)[1].split(CSV_END, 1)[0]
-    return body.strip("\n") + "\n"
-
-
-def rows_from_log(req: RunRequest, row: PerfRow, log_text: str, outcome: Outcome | None) -> list[PerfRow]:
-    """Perf rows from rank 0's log, then FAILURE with the Job's reason unless the Job completed.
-
-    The log is what the model printed (``performance: <value> <metric>``, error markers); a ``multiple_results``
-    CSV comes from the markers. ``outcome`` ``None`` means "completed" (used by tests on saved logs).
+def rows_from_log(req: RunRequest, plan: Plan, log_text: str, outcome: Outcome | None) -> list[PerfRow]:
+    """Perf rows of one pod from its log: the results bundle is unpacked into a workspace under ``req.work_root``
+    and read like a local run's (:func:`madengine.workflow.steps.finish`: rows, artifacts, workspace removal). A
+    log without a bundle (the pod never ran the script, was stopped, or its log was cut) gives one FAILURE row with
+    the Job's reason. ``outcome`` ``None`` means "completed" (tests on saved logs).
     """
-    with tempfile.TemporaryDirectory(prefix="madengine-k8s-") as tmp:
-        model_dir = Path(tmp)
-        multiple = req.model.get("multiple_results")
-        csv_text = extract_csv(log_text) if multiple else None
-        if multiple and csv_text is not None:
-            (model_dir / str(multiple)).write_text(csv_text, encoding="utf-8")
-        rows = rows_from_output(req, row, log_text, model_dir, model_dir)
-    if outcome is not None and not outcome.ok:
-        reason = outcome.summary() or outcome.state
-        rows = [r.model_copy(update={"status": "FAILURE", "reason": reason}) for r in rows]
-    return rows
+    _text, bundle = script.split_bundle(log_text)
+    if bundle is None:
+        if outcome is not None and not outcome.ok:
+            reason = outcome.summary() or outcome.state
+        else:
+            reason = "the pod log holds no results bundle (the step script did not finish, or the log was cut)"
+        return [plan.row.model_copy(update={"status": "FAILURE", "reason": reason})]
+    workspace = req.work_root / ".madengine" / "work" / f"k8s_{plan.log_base}-{req.run_id[:8]}"
+    script.unpack_bundle(bundle, workspace)
+    return steps.finish(req, plan, workspace)
 
 
 def duration(outcome: Outcome, fallback: float) -> float:

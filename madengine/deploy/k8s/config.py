@@ -81,6 +81,7 @@ class K8sConfig(BaseModel):
     affinity: dict[str, Any] | None = None
     volumes: list[Volume] = Field(default_factory=list)
     results_pvc: str | None = None
+    data_pvc: str | None = None  # the claim mounted at MAD_DATAHOME for models with data (default: a local path)
     results_mount: str = "/results"
     security_context: dict[str, Any] | None = None
     sys_ptrace: bool = False

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from madengine.deploy.k8s import client
+from madengine.workflow.credentials import MASK
 
 
 class _Dumper(yaml.SafeDumper):
@@ -24,8 +25,14 @@ _Dumper.add_representer(str, _str)
 
 
 def to_yaml(obj: Any) -> str:
-    """One object as YAML (the dict the API receives: camelCase, ``None`` dropped; multi-line strings as ``|``)."""
-    return yaml.dump(client.serialize(obj), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+    """One object as YAML (the dict the API receives: camelCase, ``None`` dropped; multi-line strings as ``|``).
+    A Secret's values are written as ``******``: secrets never reach a file."""
+    data = client.serialize(obj)
+    if data.get("kind") == "Secret":
+        for key in ("stringData", "data"):
+            if data.get(key):
+                data[key] = {k: MASK for k in data[key]}
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
 
 
 def write_manifests(objects: list[Any], directory: Path) -> list[Path]:

@@ -1,14 +1,19 @@
 """The Kubernetes objects of one model run, built as the official client's model objects (the one source of truth:
-``--dry-run`` serializes the same objects to YAML (:mod:`madengine.deploy.k8s.manifests`), and the tests validate them against the Kubernetes schema).
+``--dry-run`` serializes the same objects to YAML (:mod:`madengine.deploy.k8s.manifests`), and the tests validate
+them against the Kubernetes schema).
 
-For each model: a ConfigMap with its scripts directory (unless the scripts are in the image), a Job (``restartPolicy:
-Never``; an *Indexed* Job with ``nnodes`` completions and parallelism when ``nnodes > 1``) and, for multi-node runs, a
-headless Service so that pod ``i`` is reachable as ``<job>-<i>.<service>`` (pod 0 is ``MASTER_ADDR``).
+For each model: a ConfigMap holding its workspace (madengine's and the hub's ``scripts/common``, the model's scripts
+directory unless they are in the image, every pre/post/tool/data script, and the step script of
+:mod:`madengine.workflow.script`), a Secret with the model's credential variables (when it names a ``cred``), a Job
+(``restartPolicy: Never``; an *Indexed* Job with ``nnodes`` completions and parallelism when ``nnodes > 1``) and,
+for multi-node runs, a headless Service so that pod ``i`` is reachable as ``<job>-<i>.<service>`` (pod 0 is
+``MASTER_ADDR``).
 
-Inside the pod the same steps as ``run.local`` run without Docker (:func:`entry_script`): the scripts are copied into
-``/myworkspace/<model dir>``, the model's command (:func:`madengine.workflow.plan.script_command`) runs there, its
-output is the pod log (parsed like a local run's), and a ``multiple_results`` CSV is printed to the log between
-:data:`CSV_BEGIN`/:data:`CSV_END` markers; with ``results_pvc`` the model dir is also copied to
+Inside the pod, a few lines of ``sh`` (:func:`entry_script`) copy the workspace to ``/myworkspace`` and start the
+step script with the image's own ``bash``: the same steps as ``run.local`` (environment capture, pre-scripts, data,
+tools, the model under its timeout, post-scripts), no madengine needed in the image. The script ends by printing its
+results (step outcomes, the model's output, ``<model>_env.csv``, the ``multiple_results`` CSV, tool outputs) as a
+bundle in the pod log, which madengine reads back; with ``results_pvc`` the workspace is also copied to
 ``<results_mount>/<job>/<pod>/``.
 """
 
@@ -20,7 +25,6 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from madengine.deploy.k8s import client
@@ -30,8 +34,8 @@ from madengine.errors import ConfigError
 
 WORKSPACE = "/myworkspace"
 SCRIPTS_MOUNT = "/madengine/scripts"
-CSV_BEGIN = "=== madengine: multiple_results begin ==="
-CSV_END = "=== madengine: multiple_results end ==="
+#: The step script's path in the workspace.
+STEP_SCRIPT = ".madengine/steps.sh"
 #: A ConfigMap holds at most 1 MiB (etcd's object limit); keep room for metadata.
 CONFIGMAP_MAX_BYTES = 1_000_000
 GPU_RESOURCES = {"amd": "amd.com/gpu", "nvidia": "nvidia.com/gpu"}
@@ -47,12 +51,25 @@ _CM_KEY_INVALID = re.compile(r"[^-._a-zA-Z0-9]")
 
 
 @dataclass
+class DataMount:
+    """Where a model's data comes from in the pod: a PersistentVolumeClaim (``claim``, optional ``sub_path``) or a
+    path on the node (``host_path``), mounted at ``home`` (``MAD_DATAHOME``)."""
+
+    home: str
+    claim: str | None = None
+    sub_path: str | None = None
+    host_path: str | None = None
+    read_only: bool = True
+
+
+@dataclass
 class JobPlan:
     """Everything one model's objects are made of.
 
-    ``env`` is the container environment without the distributed contract (added here); ``command`` the model's
-    shell command (run in ``model_dir``); ``scripts`` the files of its scripts directory (relative path → bytes), or
-    ``None`` when they are in the image; ``active_deadline`` seconds (``None`` = no limit).
+    ``env`` is the container environment without the distributed contract (added here) and without secrets;
+    ``secret_env`` the credential variables (they go into a Secret, never into the Job); ``files`` the workspace
+    (relative path → (bytes, mode)), step script included; ``image_scripts_dir`` where the model's scripts are in the
+    image (``k8s.scripts: "image"``), else ``None``; ``active_deadline`` seconds (``None`` = no limit).
     """
 
     job_name: str
@@ -62,15 +79,15 @@ class JobPlan:
     image: str
     pull_policy: str
     model_dir: str
-    command: str
     env: dict[str, str]
     gpus: int
     gpu_resource: str | None
     config: K8sConfig
+    files: dict[str, tuple[bytes, int]]
     active_deadline: int | None = None
-    scripts: dict[str, bytes] | None = None
-    encapsulate: str = ""
-    multiple_results: str = ""
+    image_scripts_dir: str | None = None
+    secret_env: dict[str, str] = field(default_factory=dict)
+    data: DataMount | None = None
     labels: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -89,6 +106,11 @@ class JobPlan:
         return configmap_name(self.job_name)
 
     @property
+    def secret_name(self) -> str:
+        """The credentials Secret (``<job>-cred``)."""
+        return secret_name(self.job_name)
+
+    @property
     def master_addr(self) -> str:
         """Pod 0's address: its stable DNS name (multi-node) or ``localhost``."""
         return f"{self.job_name}-0.{self.service_name}" if self.nnodes > 1 else "localhost"
@@ -99,30 +121,33 @@ LAUNCH_ENV_PREFIX = ".madengine-launch-"
 
 
 def add_launcher_env(plan: JobPlan, ctx: Mapping[str, Any]) -> None:
-    """For a multi-node run whose context names a launcher, add one ``export`` file per pod rank to the scripts
+    """For a multi-node run whose context names a launcher, add one ``export`` file per pod rank to the workspace
     ConfigMap (rendered by :func:`madengine.launchers.render` with pod 0's DNS name as master and every pod's name as
     hosts); the entry script sources the file of its ``NODE_RANK``. Single-node runs get the variables statically.
 
     Raises:
-        ConfigError: an invalid launcher plan for this allocation, or scripts that are not in a ConfigMap.
+        ConfigError: an invalid launcher plan for this allocation.
     """
     from madengine import launchers
 
     if plan.nnodes <= 1 or launchers.launcher_name(ctx) is None:
         return
-    if plan.scripts is None:
-        raise ConfigError("k8s: a multi-node launcher needs the scripts in a ConfigMap (k8s.scripts: \"configmap\")")
     launch = launchers.resolve(ctx, nodes=plan.nnodes, gpus_per_node=plan.gpus)
     hosts = [f"{plan.job_name}-{i}.{plan.service_name}" for i in range(plan.nnodes)]
     for rank in range(plan.nnodes):
         env = launchers.render(launch, rank, master_addr=hosts[0], deployment="k8s", hosts=hosts)
         text = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
-        plan.scripts[f"{LAUNCH_ENV_PREFIX}{rank}.env"] = text.encode()
+        plan.files[f"{LAUNCH_ENV_PREFIX}{rank}.env"] = (text.encode(), 0o644)
 
 
 def configmap_name(job: str) -> str:
-    """The scripts ConfigMap of Job ``job``: ``<job>-scripts``."""
+    """The workspace ConfigMap of Job ``job``: ``<job>-scripts``."""
     return dns_label(f"{job}-scripts")
+
+
+def secret_name(job: str) -> str:
+    """The credentials Secret of Job ``job``: ``<job>-cred``."""
+    return dns_label(f"{job}-cred")
 
 
 def common_labels(model: str, run_id: str, job: str) -> dict[str, str]:
@@ -131,42 +156,31 @@ def common_labels(model: str, run_id: str, job: str) -> dict[str, str]:
             RUN_LABEL: label_value(run_id), JOB_LABEL: job}
 
 
-def entry_script(plan: JobPlan, image_scripts_dir: str | None = None) -> str:
-    """The pod's ``sh -c`` script (every user value shell-quoted).
-
-    Steps: make ``/myworkspace/<model dir>``; copy the scripts from the ConfigMap mount (or use
-    ``image_scripts_dir``); print the command as ``run.local`` does; run it in the model dir; print a
-    ``multiple_results`` CSV between the markers; copy the model dir to the results PVC when configured; exit with
-    the model's exit code (so the Job fails when the model does).
-    """
+def entry_script(plan: JobPlan) -> str:
+    """The pod's ``sh -c`` script (every user value shell-quoted): copy the workspace from the ConfigMap mount to
+    ``/myworkspace`` (linking the model dir to ``image_scripts_dir`` when the scripts are in the image), source this
+    pod's launcher variables (multi-node), run the step script with ``bash`` as a child (this shell, PID 1, forwards
+    SIGTERM when the Job is deleted), copy the workspace to the results PVC when configured, and exit with the step
+    script's code (non-zero when the model failed, so the Job does too)."""
     q = shlex.quote
-    model_dir = f"{WORKSPACE}/{plan.model_dir}" if plan.scripts is not None else (
-        image_scripts_dir or f"{WORKSPACE}/{plan.model_dir}")
-    command = f"{plan.encapsulate} {plan.command}".strip()
-    lines = ["set -u", f"dir={q(model_dir)}", 'mkdir -p "$dir"']
-    if plan.scripts is not None:
-        lines.append(f'for f in {SCRIPTS_MOUNT}/* {SCRIPTS_MOUNT}/.[!.]*; do [ -e "$f" ] && cp -RL "$f" "$dir"/; done')
-    if plan.scripts is not None and any(k.startswith(LAUNCH_ENV_PREFIX) for k in plan.scripts):
+    lines = ["set -u", f"w={WORKSPACE}", 'mkdir -p "$w"',
+             f'for f in {SCRIPTS_MOUNT}/* {SCRIPTS_MOUNT}/.[!.]*; do [ -e "$f" ] && cp -RL "$f" "$w"/; done']
+    if plan.image_scripts_dir:
+        lines.append(f'ln -sfn {q(plan.image_scripts_dir)} "$w"/{q(plan.model_dir)}')
+    if any(k.startswith(LAUNCH_ENV_PREFIX) for k in plan.files):
         # a multi-node launcher: this pod's own variables (its rank in MAD_MULTI_NODE_RUNNER, role, ...)
         lines.append(f'launch={SCRIPTS_MOUNT}/{LAUNCH_ENV_PREFIX}"${{NODE_RANK:-0}}".env; '
                      'if [ -f "$launch" ]; then . "$launch"; fi')
     lines += [
-        f"echo {q(f'+ [{plan.image}] cd {model_dir} && {command}')}",
-        'cd "$dir" || exit 1',
-        # The model runs as a child so that this shell (PID 1, which ignores signals it does not trap) forwards
-        # SIGTERM when the Job is deleted, and the pod stops at once instead of after the grace period.
-        f"( {command} ) &",
+        f'MAD_WORKSPACE="$w" bash "$w"/{STEP_SCRIPT} &',
         "child=$!",
         """trap 'kill -TERM "$child" 2>/dev/null' TERM INT""",
         'wait "$child"; rc=$?',
         'if kill -0 "$child" 2>/dev/null; then wait "$child"; rc=$?; fi',
     ]
-    if plan.multiple_results:
-        csv = q(plan.multiple_results)
-        lines.append(f'if [ -f {csv} ]; then echo {q(CSV_BEGIN)}; cat {csv}; echo; echo {q(CSV_END)}; fi')
     if plan.config.results_pvc:
         out = f"{plan.config.results_mount}/{plan.job_name}"
-        lines.append(f'out={q(out)}/"${{MAD_POD_NAME:-pod}}"; mkdir -p "$out" && cp -R "$dir"/. "$out"/ '
+        lines.append(f'out={q(out)}/"${{MAD_POD_NAME:-pod}}"; mkdir -p "$out" && cp -R "$w"/. "$out"/ '
                      '|| echo "madengine: warning: could not copy results to $out"')
     lines.append('exit "$rc"')
     return "\n".join(lines) + "\n"
@@ -221,8 +235,8 @@ def _check(typ: str, value: Any, where: str) -> None:
 
 
 def scripts_configmap(plan: JobPlan) -> Any:
-    """The ConfigMap holding the model's scripts directory: one key per file (``/`` → ``__``), text as ``data``,
-    other files base64 as ``binaryData``. The pod maps the keys back to paths with the volume's ``items``.
+    """The ConfigMap holding the workspace: one key per file (``/`` → ``__``), text as ``data``, other files base64
+    as ``binaryData``. The pod maps the keys back to paths (and modes) with the volume's ``items``.
 
     Raises:
         ConfigError: the files exceed :data:`CONFIGMAP_MAX_BYTES` (fix: ``k8s.scripts: "image"``).
@@ -231,7 +245,7 @@ def scripts_configmap(plan: JobPlan) -> Any:
     data: dict[str, str] = {}
     binary: dict[str, str] = {}
     total = 0
-    for key, content in _configmap_keys(plan.scripts or {}).items():
+    for key, content in _configmap_keys({k: v for k, (v, _mode) in plan.files.items()}).items():
         try:
             data[key] = content.decode("utf-8")
             total += len(content)
@@ -239,7 +253,7 @@ def scripts_configmap(plan: JobPlan) -> Any:
             binary[key] = base64.b64encode(content).decode("ascii")
             total += len(binary[key])
     if total > CONFIGMAP_MAX_BYTES:
-        raise ConfigError(f"k8s: the scripts of model {plan.model!r} are {total} bytes; a ConfigMap holds at most "
+        raise ConfigError(f"k8s: the workspace of model {plan.model!r} is {total} bytes; a ConfigMap holds at most "
                           f"{CONFIGMAP_MAX_BYTES}: put them in the image and set k8s.scripts to \"image\" (and "
                           "k8s.image_scripts_dir)")
     return m.V1ConfigMap(
@@ -252,7 +266,7 @@ def _configmap_keys(files: Mapping[str, bytes]) -> dict[str, bytes]:
     return {key: files[path] for path, key in _key_map(files).items()}
 
 
-def _key_map(files: Mapping[str, bytes]) -> dict[str, str]:
+def _key_map(files: Mapping[str, Any]) -> dict[str, str]:
     """relative path → ConfigMap key (``[-._a-zA-Z0-9]``, unique)."""
     keys: dict[str, str] = {}
     used: set[str] = set()
@@ -267,22 +281,13 @@ def _key_map(files: Mapping[str, bytes]) -> dict[str, str]:
     return keys
 
 
-def read_scripts(directory: Path) -> dict[str, bytes]:
-    """Every file under ``directory`` (symlinks followed; ``__pycache__``/``*.pyc`` skipped), relative POSIX path →
-    bytes.
-
-    Raises:
-        ConfigError: the directory does not exist.
-    """
-    if not directory.is_dir():
-        raise ConfigError(f"models.json: scripts directory {directory} does not exist")
-    files: dict[str, bytes] = {}
-    for path in sorted(directory.rglob("*")):
-        rel = path.relative_to(directory)
-        if "__pycache__" in rel.parts or path.suffix == ".pyc" or not path.is_file():
-            continue
-        files[rel.as_posix()] = path.read_bytes()
-    return files
+def credentials_secret(plan: JobPlan) -> Any:
+    """The Secret holding the model's credential variables (``stringData``; the Job refers to its keys)."""
+    m = client.models()
+    return m.V1Secret(api_version="v1", kind="Secret", type="Opaque",
+                      metadata=m.V1ObjectMeta(name=plan.secret_name, namespace=plan.namespace,
+                                              labels=dict(plan.labels)),
+                      string_data=dict(plan.secret_env))
 
 
 def _volumes(plan: JobPlan) -> tuple[list[Any], list[Any]]:
@@ -290,11 +295,19 @@ def _volumes(plan: JobPlan) -> tuple[list[Any], list[Any]]:
     cfg = plan.config
     volumes = [m.V1Volume(name="workspace", empty_dir=m.V1EmptyDirVolumeSource())]
     mounts = [m.V1VolumeMount(name="workspace", mount_path=WORKSPACE)]
-    if plan.scripts is not None:
-        items = [m.V1KeyToPath(key=key, path=path) for path, key in _key_map(plan.scripts).items()]
-        volumes.append(m.V1Volume(name="scripts", config_map=m.V1ConfigMapVolumeSource(
-            name=plan.configmap_name, items=items or None, default_mode=0o755)))
-        mounts.append(m.V1VolumeMount(name="scripts", mount_path=SCRIPTS_MOUNT, read_only=True))
+    items = [m.V1KeyToPath(key=key, path=path, mode=plan.files[path][1])
+             for path, key in _key_map(plan.files).items()]
+    volumes.append(m.V1Volume(name="scripts", config_map=m.V1ConfigMapVolumeSource(
+        name=plan.configmap_name, items=items or None, default_mode=0o644)))
+    mounts.append(m.V1VolumeMount(name="scripts", mount_path=SCRIPTS_MOUNT, read_only=True))
+    if plan.data is not None:
+        d = plan.data
+        source = {"persistent_volume_claim": m.V1PersistentVolumeClaimVolumeSource(
+            claim_name=d.claim, read_only=d.read_only or None)} if d.claim else {
+            "host_path": m.V1HostPathVolumeSource(path=d.host_path, type="Directory")}
+        volumes.append(m.V1Volume(name="data", **source))
+        mounts.append(m.V1VolumeMount(name="data", mount_path=d.home, read_only=d.read_only or None,
+                                      sub_path=d.sub_path))
     if cfg.shm:
         volumes.append(m.V1Volume(name="dshm", empty_dir=m.V1EmptyDirVolumeSource(medium="Memory",
                                                                                     size_limit=cfg.shm_size)))
@@ -303,7 +316,7 @@ def _volumes(plan: JobPlan) -> tuple[list[Any], list[Any]]:
         volumes.append(m.V1Volume(name="results", persistent_volume_claim=m.V1PersistentVolumeClaimVolumeSource(
             claim_name=cfg.results_pvc)))
         mounts.append(m.V1VolumeMount(name="results", mount_path=cfg.results_mount))
-    reserved = {"workspace", "scripts", "dshm", "results"}
+    reserved = {"workspace", "scripts", "dshm", "results", "data"}
     for i, v in enumerate(cfg.volumes):
         name = dns_label(v.name)
         if name in reserved:
@@ -358,6 +371,8 @@ def _env(plan: JobPlan) -> list[Any]:
         field_env["NODE_RANK"] = f"metadata.annotations['{NODE_RANK_ANNOTATION}']"
     items += [m.V1EnvVar(name=k, value_from=m.V1EnvVarSource(field_ref=m.V1ObjectFieldSelector(field_path=p)))
               for k, p in field_env.items()]
+    items += [m.V1EnvVar(name=k, value_from=m.V1EnvVarSource(secret_key_ref=m.V1SecretKeySelector(
+        name=plan.secret_name, key=k))) for k in sorted(plan.secret_env)]
     return items
 
 
@@ -380,7 +395,7 @@ def job(plan: JobPlan) -> Any:
     volumes, mounts = _volumes(plan)
     container = m.V1Container(
         name="model", image=plan.image, image_pull_policy=plan.pull_policy,
-        command=["/bin/sh", "-c", entry_script(plan, cfg.image_scripts_dir)], env=_env(plan),
+        command=["/bin/sh", "-c", entry_script(plan)], env=_env(plan),
         resources=_resources(plan), volume_mounts=mounts, security_context=_security_context(cfg))
     tolerations = [model_from_dict("V1Toleration", t, f"k8s.tolerations[{i}]") for i, t in enumerate(cfg.tolerations)]
     affinity = model_from_dict("V1Affinity", cfg.affinity, "k8s.affinity") if cfg.affinity else None
@@ -422,10 +437,10 @@ def headless_service(plan: JobPlan) -> Any:
 
 
 def build_objects(plan: JobPlan) -> list[Any]:
-    """The objects of one model, in creation order: [ConfigMap], [Service], Job."""
-    objects = []
-    if plan.scripts is not None:
-        objects.append(scripts_configmap(plan))
+    """The objects of one model, in creation order: ConfigMap, [Secret], [Service], Job."""
+    objects = [scripts_configmap(plan)]
+    if plan.secret_env:
+        objects.append(credentials_secret(plan))
     if plan.nnodes > 1:
         objects.append(headless_service(plan))
     objects.append(job(plan))

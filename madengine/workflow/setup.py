@@ -1,0 +1,48 @@
+"""What every run of a build manifest shares, whatever the target: the tools plan, the credentials and their
+masker, the data providers' config and whether the environment is captured. Loaded once per run, before anything
+starts, by every target (``run.local`` on a workstation or a Slurm node, ``run.k8s``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from madengine.workflow import credentials, data, tools
+
+
+@dataclass
+class RunSetup:
+    """``tools``: the context's tools stacked (:func:`madengine.workflow.tools.plan`); ``creds``: credential.json
+    with environment overrides; ``masker`` masks their secrets; ``data_config``: data.json merged with the context's
+    ``data``; ``sys_env``: run the environment-capture steps."""
+
+    tools: tools.ToolPlan
+    creds: dict[str, Any]
+    masker: credentials.Masker
+    data_config: dict[str, Any]
+    sys_env: bool
+
+    def cred_env(self, model: dict[str, Any]) -> dict[str, str]:
+        """The ``<CRED>_<KEY>`` variables of the model's ``cred`` block (empty without one).
+
+        Raises:
+            ConfigError: the model names a block that credential.json does not have.
+        """
+        return credentials.model_env(self.creds, str(model.get("cred") or ""), model["name"])
+
+
+def load(hub: Path, ctx: dict[str, Any], *, tools_config: Sequence[str] = (), data_config: str = "data.json",
+         sys_env_details: bool | None = None) -> RunSetup:
+    """Load the shared parts of a run. ``sys_env_details`` ``None`` means the context's ``gen_sys_env_details``
+    (default on).
+
+    Raises:
+        ConfigError: an unknown tool, a missing or malformed ``--tools-config``, credential.json or data.json.
+    """
+    tool_plan = tools.plan(ctx.get("tools") or [], tools.load_catalogue(tools_config))
+    creds = credentials.load(hub)
+    sys_env = sys_env_details if sys_env_details is not None else ctx.get("gen_sys_env_details", True) is not False
+    return RunSetup(tool_plan, creds, credentials.Masker(credentials.secret_values(creds)),
+                    data.load_config(hub, ctx, data_config), sys_env)
