@@ -19,9 +19,10 @@ from madengine.deploy import DeployRequest
 from madengine.errors import ConfigError, MadEngineError, RunError
 from madengine.gpu import HostGpus
 from madengine.results.perf_csv import PerfRow, append_rows, read_rows
+from madengine.run_spec import RunOptions
 
 __all__ = [
-    "ConfigError", "DeployRequest", "EngineStatus", "MadEngineError", "PerfRow", "RunError", "RunSummary",
+    "ConfigError", "DeployRequest", "EngineStatus", "MadEngineError", "PerfRow", "RunError", "RunOptions", "RunSummary",
     "append_rows", "build", "check_launcher", "check_run", "deploy_target", "detect_gpus", "discover_models", "engine_status",
     "load_context", "load_manifest", "preflight", "read_rows", "run",
 ]
@@ -154,37 +155,37 @@ class RunSummary:
 
 
 def run(manifest: manifest_mod.Manifest, ctx: dict[str, Any], *, target: str | None = None, output: str | Path,
-        hub: str | Path | None = None, timeout: int | None = None, keep_alive: bool = False,
-        keep_model_dir: bool = False, skip_model_run: bool = False, live_output: bool = False,
-        target_options: dict[str, Any] | None = None, sys_env_details: bool | None = None,
-        tools_config: Sequence[str] = (), force_mirror_local: str | None = None,
-        data_config: str = "data.json", disable_skip_gpu_arch: bool = False) -> RunSummary:
+        hub: str | Path | None = None, options: RunOptions | None = None,
+        target_options: dict[str, Any] | None = None, **option_values: Any) -> RunSummary:
     """Run a manifest's images on a deployment target and append the rows to ``output`` (perf.csv).
 
     Args:
         target: ``local``, ``slurm``, ``k8s`` or a plugin's name; ``None`` = the context's ``deploy`` key (default
             ``local``).
         hub: where the model scripts are; ``None`` = the hub recorded in the manifest.
-        timeout: seconds; ``None`` = each model's own, 0 = no limit.
+        options: the run options (:class:`madengine.run_spec.RunOptions`: ``timeout`` in seconds, ``None`` = each
+            model's own, 0 = no limit; ``keep_model_dir``, ``tools_config``, ...); ``option_values`` set single
+            ones by name (``timeout=60``) over it.
         target_options: the target's own flags (they win over the context's section for it).
-        sys_env_details: capture ``<model>_env.csv`` and GPU info (``None`` = the context's ``gen_sys_env_details``,
-            default on).
-        tools_config: site tools catalogues added to the packaged one.
-        force_mirror_local: mirror remote data (nas, custom) under this host directory.
-        data_config: the data providers file in the hub (madengine: ``data.json``).
 
     Raises:
-        ConfigError, EngineError, PerfCsvError, KeyboardInterrupt (containers/jobs cleaned up first).
+        ConfigError: an unknown option name, or an option the target cannot honour (before anything runs); the
+            target's own errors (EngineError, PerfCsvError, ...); KeyboardInterrupt (containers/jobs cleaned up first).
     """
-    from madengine import deploy
+    import dataclasses
 
-    deploy_fn = deploy.resolve(target or deploy_target(ctx))
+    from madengine import deploy, run_spec
+
+    name = target or deploy_target(ctx)
+    deploy_fn = deploy.resolve(name)
+    try:
+        chosen = dataclasses.replace(options or RunOptions(), **option_values)
+    except TypeError:
+        known = ", ".join(f.name for f in dataclasses.fields(RunOptions))
+        raise ConfigError(f"api.run: unknown run option among {sorted(option_values)}; known: {known}") from None
+    run_spec.check_supported(chosen, name, getattr(deploy_fn, "honours", ()))
     request = deploy.DeployRequest(manifest=manifest, ctx=ctx, output=Path(output), hub=Path(hub) if hub else None,
-                                   timeout=timeout, keep_alive=keep_alive, keep_model_dir=keep_model_dir,
-                                   skip_model_run=skip_model_run, live_output=live_output,
-                                   target_options=dict(target_options or {}), sys_env_details=sys_env_details,
-                                   tools_config=list(tools_config), force_mirror_local=force_mirror_local,
-                                   data_config=data_config, disable_skip_gpu_arch=disable_skip_gpu_arch)
+                                   options=chosen, target_options=dict(target_options or {}))
     summary: RunSummary = deploy_fn(request)
     return summary
 

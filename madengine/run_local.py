@@ -16,6 +16,7 @@ from madengine import console, gpu
 from madengine.manifest import Manifest
 from madengine.report.relative import append_with_relative_change
 from madengine.results.perf_csv import PerfRow, append_rows
+from madengine.run_spec import RunOptions
 from madengine.workflow.plan import RunRequest
 from madengine.workflow.runner import run_model
 
@@ -23,25 +24,18 @@ DEFAULT_MODEL_TIMEOUT = 7200  # seconds, madengine's default when models.json gi
 
 
 @dataclass
-class RunOptions:
-    """Run-time options from the CLI. ``timeout``: seconds; ``None`` = use the model's, ``0`` = no limit."""
+class LocalRun:
+    """One ``run.local`` of a manifest: where rows and logs go (``output``), the hub, the run options, and what a
+    node of a multi-node target adds (``deployment_type``, ``nnodes``). ``logs`` and ``artifacts`` are filled by
+    the run (model name → run log; collected files)."""
 
     output: Path
     hub: Path
-    timeout: int | None = None
-    keep_alive: bool = False
-    keep_model_dir: bool = False
-    skip_model_run: bool = False
-    live_output: bool = False
-    disable_skip_gpu_arch: bool = False
-    sys_env_details: bool | None = None
-    tools_config: list[str] = field(default_factory=list)
-    force_mirror_local: str | None = None
-    data_config: str = "data.json"
+    options: RunOptions = field(default_factory=RunOptions)
     deployment_type: str = "local"
     nnodes: int = 1
-    logs: dict[str, str] = field(default_factory=dict)       # filled by the run: model name → run log
-    artifacts: list[str] = field(default_factory=list)       # filled by the run: collected files
+    logs: dict[str, str] = field(default_factory=dict)
+    artifacts: list[str] = field(default_factory=list)
 
 
 def effective_timeout(model_timeout: Any, cli_timeout: int | None) -> float | None:
@@ -64,13 +58,14 @@ def skipped_for_arch(model: Mapping[str, Any], arch: str) -> bool:
 
 
 def _run_one(client: Any, request: RunRequest, model: Mapping[str, Any], image: str, ref: str,
-             options: RunOptions, data_config: Mapping[str, Any], creds: Mapping[str, Any],
+             run: LocalRun, data_config: Mapping[str, Any], creds: Mapping[str, Any],
              work_root: Path) -> list[PerfRow]:
     """Rows of one model: SKIPPED for its GPU architecture, FAILURE when its image or data is missing, else run."""
     from madengine import docker_engine
     from madengine.workflow import data
     from madengine.workflow.plan import base_row
 
+    options = run.options
     if not options.disable_skip_gpu_arch and skipped_for_arch(model, request.gpus.architecture):
         return [base_row(request).model_copy(update={
             "status": "SKIPPED", "reason": f"skip_gpu_arch lists {request.gpus.architecture}"})]
@@ -80,7 +75,7 @@ def _run_one(client: Any, request: RunRequest, model: Mapping[str, Any], image: 
                                            "run `inv build` first"})]
     if model.get("data") and not options.skip_model_run:
         try:
-            request.data = data.resolve(str(model["data"]), data_config, hub=options.hub, creds=creds,
+            request.data = data.resolve(str(model["data"]), data_config, hub=run.hub, creds=creds,
                                         force_mirror=options.force_mirror_local,
                                         default_root=work_root.parent / "data")
         except data.DataError as e:
@@ -98,7 +93,7 @@ def _run_one(client: Any, request: RunRequest, model: Mapping[str, Any], image: 
     return run_model(client, request, console.progress)
 
 
-def run_manifest(manifest: Manifest, ctx: dict[str, Any], options: RunOptions,
+def run_manifest(manifest: Manifest, ctx: dict[str, Any], run: LocalRun,
                  on_rows: Callable[[list[PerfRow]], None] | None = None) -> list[PerfRow]:
     """Run every built image of ``manifest`` here and append the rows to ``options.output``.
 
@@ -118,16 +113,17 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], options: RunOptions,
     from madengine import docker_engine
     from madengine.workflow import setup
 
+    options = run.options
     host = gpu.detect()
     native = ctx.get("runtime") == "native"
     client = None if native else docker_engine.connect()
     if not options.skip_model_run:
-        append_rows(options.output, [])  # fail fast on a foreign perf.csv header, before any model runs
-    shared = setup.load(options.hub, ctx, tools_config=options.tools_config, data_config=options.data_config,
+        append_rows(run.output, [])  # fail fast on a foreign perf.csv header, before any model runs
+    shared = setup.load(run.hub, ctx, tools_config=options.tools_config, data_config=options.data_config,
                         sys_env_details=options.sys_env_details)
     masker = shared.masker
     run_id = uuid.uuid4().hex[:12]
-    log_dir = options.output.resolve().parent
+    log_dir = run.output.resolve().parent
     work_root = log_dir / ".madengine" / "work"
     all_rows: list[PerfRow] = []
     build_number = os.environ.get("BUILD_NUMBER", "")
@@ -141,19 +137,17 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], options: RunOptions,
             ref = build.registry_image
         extra_env = {"BUILD_NUMBER": build_number, **shared.cred_env(model)}
         request = RunRequest(
-            model=model, build=build.model_dump(), image=ref, hub=options.hub, ctx=ctx, gpus=assignment,
+            model=model, build=build.model_dump(), image=ref, hub=run.hub, ctx=ctx, gpus=assignment,
             timeout=effective_timeout(model.get("timeout"), options.timeout), log_dir=log_dir,
-            work_root=work_root, run_id=run_id, keep_alive=options.keep_alive,
-            keep_model_dir=options.keep_model_dir, skip_model_run=options.skip_model_run,
-            live_output=options.live_output, extra_env=extra_env, sys_env_details=shared.sys_env, tools=shared.tools,
-            masker=masker, deployment_type=options.deployment_type, nnodes=options.nnodes)
-        rows = _run_one(client, request, model, image, ref, options, shared.data_config, shared.creds, work_root)
+            work_root=work_root, run_id=run_id, options=options, extra_env=extra_env, sys_env_details=shared.sys_env,
+            tools=shared.tools, masker=masker, deployment_type=run.deployment_type, nnodes=run.nnodes)
+        rows = _run_one(client, request, model, image, ref, run, shared.data_config, shared.creds, work_root)
         if not options.skip_model_run:
-            append_with_relative_change(options.output, rows)
+            append_with_relative_change(run.output, rows)
             log = log_dir / f"{build.log_base or model['name'].replace('/', '_')}.run.live.log"
             if log.is_file():
-                options.logs[model["name"]] = str(log)
-            options.artifacts.extend(str(p) for p in request.artifacts)
+                run.logs[model["name"]] = str(log)
+            run.artifacts.extend(str(p) for p in request.artifacts)
         for row in rows:
             note = f" ({masker.text(row.reason)})" if row.reason and row.status != "SUCCESS" else ""
             console.progress(f"{row.model}: {row.status} {row.performance} {row.metric}{note}".rstrip())

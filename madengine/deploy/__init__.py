@@ -1,6 +1,8 @@
 """Deployment targets: where the models of a build manifest run (``local``, ``slurm``, ``k8s``, plugins).
 
-A target is a callable ``deploy(request: DeployRequest) -> RunSummary`` registered by name. The built-in targets
+A target is a callable ``deploy(request: DeployRequest) -> RunSummary`` registered by name; a ``honours``
+attribute on it (a set of :class:`madengine.run_spec.RunOptions` names) declares the target-limited run options it
+honours (others are refused before anything runs). The built-in targets
 are listed in :data:`BUILTIN_TARGETS` as ``"module:function"`` strings and imported only when used (so the CLI starts
 fast and a target's client library is needed only by its users). Third parties add targets through the entry-point
 group ``madengine.deployments`` (name = target name, value = ``"package.module:function"``); nothing is imported at
@@ -18,6 +20,7 @@ from typing import Any
 
 from madengine.errors import ConfigError
 from madengine.manifest import Manifest
+from madengine.run_spec import RunOptions
 
 ENTRY_POINT_GROUP = "madengine.deployments"
 
@@ -31,27 +34,26 @@ BUILTIN_TARGETS: dict[str, str] = {
 
 @dataclass
 class DeployRequest:
-    """What every target gets: the manifest, the merged run context, the common run options, and target flags.
+    """What every target gets: the manifest, the merged run context, perf.csv, the hub, the run options (declared
+    once in :class:`madengine.run_spec.RunOptions`; ``request.timeout`` and the like read them) and the target's own
+    flags.
 
-    ``timeout`` is seconds (``None`` = each model's own, 0 = none). ``target_options`` holds the target's own CLI
-    flags (e.g. ``nodes``, ``partition`` for slurm), which win over the context's section for that target.
+    ``target_options`` holds the target's own CLI flags (e.g. ``nodes``, ``partition`` for slurm), which win over
+    the context's section for that target.
     """
 
     manifest: Manifest
     ctx: dict[str, Any]
     output: Path
     hub: Path | None = None
-    timeout: int | None = None
-    keep_alive: bool = False
-    keep_model_dir: bool = False
-    skip_model_run: bool = False
-    live_output: bool = False
+    options: RunOptions = field(default_factory=RunOptions)
     target_options: dict[str, Any] = field(default_factory=dict)
-    sys_env_details: bool | None = None
-    tools_config: list[str] = field(default_factory=list)
-    force_mirror_local: str | None = None
-    data_config: str = "data.json"
-    disable_skip_gpu_arch: bool = False
+
+    def __getattr__(self, name: str) -> Any:
+        """A run option by name (``request.timeout``, ``request.tools_config``, ...)."""
+        if name.startswith("__") or name == "options":
+            raise AttributeError(name)
+        return getattr(self.options, name)
 
 
 def available() -> dict[str, str]:

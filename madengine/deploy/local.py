@@ -20,18 +20,13 @@ def deploy(request: DeployRequest) -> RunSummary:
     carry that deployment type and node count.
     """
     from madengine.api import RunSummary
-    from madengine.run_local import RunOptions, run_manifest
+    from madengine.run_local import LocalRun, run_manifest
 
     hub = request.hub or Path(request.manifest.hub or ".")
-    options = RunOptions(output=request.output, hub=hub, timeout=request.timeout, keep_alive=request.keep_alive,
-                         keep_model_dir=request.keep_model_dir, skip_model_run=request.skip_model_run,
-                         live_output=request.live_output, sys_env_details=request.sys_env_details,
-                         tools_config=request.tools_config, force_mirror_local=request.force_mirror_local,
-                         data_config=request.data_config,
-                         disable_skip_gpu_arch=request.disable_skip_gpu_arch)
+    run = LocalRun(output=request.output, hub=hub, options=request.options)
     if os.environ.get("MAD_DEPLOYMENT_TYPE"):
-        options.deployment_type = os.environ["MAD_DEPLOYMENT_TYPE"]
+        run.deployment_type = os.environ["MAD_DEPLOYMENT_TYPE"]
     if os.environ.get("MAD_NNODES", "").isdigit():
-        options.nnodes = max(1, int(os.environ["MAD_NNODES"]))
-    rows = run_manifest(request.manifest, request.ctx, options)
-    return RunSummary(rows, request.output, logs=options.logs, artifacts=options.artifacts)
+        run.nnodes = max(1, int(os.environ["MAD_NNODES"]))
+    rows = run_manifest(request.manifest, request.ctx, run)
+    return RunSummary(rows, request.output, logs=run.logs, artifacts=run.artifacts)

@@ -95,8 +95,9 @@ class RemoteExecutor:
             return CommandResult(124, "", f"{command[:80]} timed out after {timeout:.0f} s on {self.description}")
         return CommandResult(result.exited, result.stdout, result.stderr)
 
-    def push(self, local: Path, remote: str) -> None:
-        """Copy the file or directory tree ``local`` to the path ``remote`` on the login node (directories made)."""
+    def push(self, local: Path, remote: str, mode: int | None = None) -> None:
+        """Copy the file or directory tree ``local`` to the path ``remote`` on the login node (directories made).
+        Files keep their permission bits, or get ``mode`` (e.g. 0o600 for credentials)."""
         conn = self._connection()
         files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
         dirs = {remote if local.is_dir() else str(Path(remote).parent)}
@@ -110,8 +111,10 @@ class RemoteExecutor:
             sftp = conn.sftp()
             for f in files:
                 target = remote if local.is_file() else str(Path(remote) / f.relative_to(local))
-                sftp.put(str(f), target)
-                sftp.chmod(target, f.stat().st_mode & 0o777)
+                with sftp.open(target, "wb") as out:  # made private before any byte is written
+                    out.chmod(mode if mode is not None else 0o600)
+                    out.write(f.read_bytes())
+                sftp.chmod(target, mode if mode is not None else f.stat().st_mode & 0o777)
         except OSError as e:
             raise SlurmError(f"{self.description}: copying {local} to {remote} failed: {e}") from None
 

@@ -14,26 +14,13 @@ from typing import Any
 from invoke import Exit, task
 
 from madengine.errors import EXIT_FAILURE, EXIT_INTERRUPTED, MadEngineError
+from madengine.run_spec import RunOptions, WorkflowOptions, help_texts
 
+#: Help texts of every option tasks share: the run spec's declarations (:mod:`madengine.run_spec`) plus a few more.
 HELP = {
-    "tags": "model name or tag to select (repeatable; 'all' selects every model; name:key=value adds --key value)",
-    "exclude_tags": "model name or tag to leave out (repeatable)",
-    "hub": "model hub root (MAD layout); default: the current directory",
-    "additional_context": "context as a JSON object, e.g. '{\"gpu_vendor\": \"NONE\"}' (wins over the file)",
-    "additional_context_file": "context JSON file",
-    "registry": "push built images to this registry (host:port), recorded as registry_image",
-    "manifest_output": "where to write the build manifest (default build_manifest.json)",
-    "manifest_file": "run the images of this build manifest (skips the build)",
-    "clean_docker_cache": "build with --no-cache",
-    "live_output": "stream build and model output to the terminal",
-    "timeout": "seconds for each model's run step (default: the model's timeout, 7200; 0 = no limit)",
-    "keep_alive": "leave the container running after the model (implies --keep-model-dir)",
-    "keep_model_dir": "keep the model's work directory after the run",
-    "skip_model_run": "print what would run; run nothing and write no perf row",
-    "output": "perf.csv to append rows to (default perf.csv); logs go next to it",
+    **help_texts(WorkflowOptions, RunOptions),
     "json": "print JSON instead of a table",
     "include_deprecated": "also select models marked is_deprecated",
-    "summary_output": "also write a JSON run summary (statuses, reasons, durations, logs) to this file",
 }
 
 
@@ -80,7 +67,9 @@ def mad_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
                 if previous is not None:
                     signal.signal(signal.SIGTERM, previous)
 
-        names = set(body.__code__.co_varnames[1:body.__code__.co_argcount])
+        import inspect
+
+        names = set(list(inspect.signature(body).parameters)[1:])
         texts = kwargs.pop("help", None) or HELP
         kwargs.setdefault("auto_shortflags", False)  # long flags are the contract; short ones would shift
         return task(help={k: v for k, v in texts.items() if k in names}, **kwargs)(wrapper)

@@ -7,50 +7,45 @@ keys, which win over the manifest's stored ``deployment_config``.
 from __future__ import annotations
 
 import json as jsonlib
+from dataclasses import dataclass
 from typing import Any
 
 from invoke import Collection
 
+from madengine.run_spec import help_texts, option
 from madengine.tasks._common import HELP, mad_task, say
-from madengine.validation import int_flag
+from madengine.tasks.run import run_task
+
+
+@dataclass
+class K8sFlags:
+    """``run.k8s``'s own flags (k8s-section keys, which they override). ``None``/``False`` = not given."""
+
+    namespace: str | None = option(None, "Kubernetes namespace (default: k8s.namespace, else default)")
+    gpus: str | None = option(None, "GPUs per pod (default: the model's n_gpus); requested as amd.com/gpu or "
+                                    "nvidia.com/gpu")
+    gpu_vendor: str | None = option(None, "amd, nvidia or none (default: the context's gpu_vendor, else amd)")
+    kubeconfig: str | None = option(None, "kubeconfig file (default: in-cluster, else $KUBECONFIG or "
+                                          "~/.kube/config)")
+    context: str | None = option(None, "kubeconfig context")
+    nnodes: str | None = option(None, "pods (nodes) per model; > 1 makes an Indexed Job plus a headless Service")
+    dry_run: bool = option(False, "write the objects as YAML (one file per object), print the paths, create "
+                                  "nothing")
+    no_wait: bool = option(False, "create the Jobs and return; follow them with k8s.status / k8s.logs")
+    keep_job: bool = option(False, "keep the finished Job (and its pods) instead of deleting it")
+    create_namespace: bool = option(False, "create the namespace when it does not exist")
+    image_pull_policy: str | None = option(None, "Always, IfNotPresent (default) or Never")
+
 
 K8S_HELP = {
-    **HELP,
-    "namespace": "Kubernetes namespace (default: k8s.namespace, else default)",
-    "gpus": "GPUs per pod (default: the model's n_gpus); requested as amd.com/gpu or nvidia.com/gpu",
-    "gpu_vendor": "amd, nvidia or none (default: the context's gpu_vendor, else amd)",
-    "kubeconfig": "kubeconfig file (default: in-cluster, else $KUBECONFIG or ~/.kube/config)",
-    "context": "kubeconfig context",
-    "nnodes": "pods (nodes) per model; > 1 makes an Indexed Job plus a headless Service",
-    "dry_run": "write the objects as YAML (one file per object), print the paths, create nothing",
-    "no_wait": "create the Jobs and return; follow them with k8s.status / k8s.logs",
-    "keep_job": "keep the finished Job (and its pods) instead of deleting it",
-    "create_namespace": "create the namespace when it does not exist",
-    "image_pull_policy": "Always, IfNotPresent (default) or Never",
+    **HELP, **help_texts(K8sFlags),
     "job": "Job name, as printed by run.k8s",
     "follow": "keep printing the log until the pod ends",
     "json": "print the status as JSON",
 }
 
-
-@mad_task(name="k8s", iterable=["tags", "exclude_tags"], help=K8S_HELP)
-def run_k8s(c, tags=None, exclude_tags=None, manifest_file=None, hub=None, additional_context=None,
-            additional_context_file=None, timeout=None, live_output=False, output=None, registry=None,
-            manifest_output=None, clean_docker_cache=False, namespace=None, gpus=None, gpu_vendor=None,
-            kubeconfig=None, context=None, nnodes=None, dry_run=False, no_wait=False, keep_job=False,
-            create_namespace=False, image_pull_policy=None, summary_output=None):
-    """Run models as Kubernetes Jobs (--tags builds first), then collect status, logs and perf rows."""
-    from madengine.tasks.run import workflow
-
-    target_options = {"namespace": namespace, "gpus": int_flag(gpus, "--gpus"), "gpu_vendor": gpu_vendor,
-                      "kubeconfig": kubeconfig, "context": context, "nnodes": int_flag(nnodes, "--nnodes"),
-                      "dry_run": dry_run, "no_wait": no_wait, "keep_job": keep_job,
-                      "create_namespace": create_namespace, "image_pull_policy": image_pull_policy}
-    workflow(c, "k8s", target_options=target_options, tags=tags, exclude_tags=exclude_tags,
-             manifest_file=manifest_file, hub=hub, additional_context=additional_context,
-             additional_context_file=additional_context_file, timeout=timeout, live_output=live_output,
-             output=output, registry=registry, manifest_output=manifest_output,
-             clean_docker_cache=clean_docker_cache, summary_output=summary_output)
+run_k8s = run_task("k8s", "k8s", "Run models as Kubernetes Jobs (--tags builds first), then collect status, logs "
+                   "and perf rows.", K8sFlags)
 
 
 def _connect(namespace: str | None, kubeconfig: str | None, context: str | None) -> tuple[Any, str]:

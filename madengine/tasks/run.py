@@ -1,94 +1,83 @@
-"""``inv run.local`` and ``inv run`` (= ``run.deploy``, routed by the context's ``deploy`` key).
-
-Both tasks share one option set (defined once in :func:`_run_task`); deployment-specific tasks (``run.slurm``,
-``run.k8s``) call :func:`workflow` with their own ``target_options``.
+"""``inv run.local`` and ``inv run`` (= ``run.deploy``, routed by the context's ``deploy`` key), and the factory
+every run task is made with (``run.slurm``, ``run.k8s``, a plugin's): :func:`run_task` derives the task's options
+from the run spec (:mod:`madengine.run_spec`) plus the target's own flags, so no task restates an option.
 """
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
+from madengine.run_spec import RunOptions, WorkflowOptions, help_texts, make, repeatable, task_parameters
 from madengine.tasks._common import HELP, mad_task, say
 
-RUN_ITERABLES = ["tags", "exclude_tags", "tools_config"]
-RUN_HELP = {
-    **HELP,
-    "sys_env_details": "capture <model>_env.csv and GPU info around the model (default on)",
-    "tools_config": "site tools catalogue (YAML/JSON) added to the packaged one (repeatable)",
-    "force_mirror_local": "mirror remote data (nas, custom providers) under this host directory",
-    "data_config": "data providers file in the hub (default data.json)",
-    "disable_skip_gpu_arch": "run models even when their skip_gpu_arch lists this GPU",
-}
 
-
-def workflow(c: Any, target: str | None, target_options: dict[str, Any] | None = None, **o: Any) -> None:
+def workflow(c: Any, target: str | None, workflow_options: WorkflowOptions, options: RunOptions,
+             target_options: dict[str, Any] | None = None) -> None:
     """The run workflow behind every run task: resolve options and context, build first when ``--tags`` is given
     (else load ``--manifest-file``), run on ``target`` (``None`` = the context's ``deploy`` key), then check rows.
 
     Raises:
         MadEngineError subclasses, mapped to exit codes by ``mad_task``.
     """
-    from madengine import api, settings
+    import dataclasses
+
+    from madengine import api, run_spec, settings
     from madengine import manifest as manifest_mod
     from madengine.errors import BuildError, ConfigError
 
     build_error: BuildError | None = None
-
-    opts = settings.resolve(c.config.get("madengine"), hub=o.get("hub"), output=o.get("output"),
-                            timeout=o.get("timeout"), additional_context_file=o.get("additional_context_file"),
-                            manifest_output=o.get("manifest_output"), registry=o.get("registry"),
-                            live_output=o.get("live_output") or None)
-    if o.get("timeout") is not None and str(o["timeout"]).strip().startswith("-"):
-        raise ConfigError(f"--timeout: {o['timeout']!r} must be 0 (no limit) or a number of seconds")
-    timeout = settings.parse_timeout(opts["timeout"])
-    loaded = False
-    if o.get("manifest_file"):
-        if o.get("tags"):
+    w = workflow_options
+    opts = settings.resolve(c.config.get("madengine"), hub=w.hub, output=w.output,
+                            timeout=options.timeout, additional_context_file=w.additional_context_file,
+                            manifest_output=w.manifest_output, registry=w.registry,
+                            live_output=options.live_output or None)
+    if options.timeout is not None and str(options.timeout).strip().startswith("-"):
+        raise ConfigError(f"--timeout: {options.timeout!r} must be 0 (no limit) or a number of seconds")
+    options = dataclasses.replace(options, timeout=settings.parse_timeout(opts["timeout"]),
+                                  live_output=bool(opts["live_output"]))
+    nodes = (target_options or {}).get("nodes")
+    if w.manifest_file:
+        if w.tags:
             say("madengine: note: --manifest-file given; --tags is ignored (the manifest decides what runs)")
-        manifest = manifest_mod.load(o["manifest_file"])
-        ctx = api.load_context(o.get("additional_context"), opts["additional_context_file"],
-                               manifest.stored_context())
-        hub = o.get("hub")  # None: the hub recorded in the manifest
-        loaded = True
+        manifest = manifest_mod.load(w.manifest_file)
+        ctx = api.load_context(w.additional_context, opts["additional_context_file"], manifest.stored_context())
+        chosen = target or api.deploy_target(ctx)
+        run_spec.check_supported(options, chosen, _honours(chosen))
+        api.check_launcher(ctx, nodes=nodes)  # before anything is submitted
+        hub = w.hub  # None: the hub recorded in the manifest
     else:
-        ctx = api.load_context(o.get("additional_context"), opts["additional_context_file"])
-        api.check_launcher(ctx, nodes=(target_options or {}).get("nodes"))  # before anything is built
-        if not o.get("tags"):
+        ctx = api.load_context(w.additional_context, opts["additional_context_file"])
+        api.check_launcher(ctx, nodes=nodes)  # before anything is built
+        if not w.tags:
             raise ConfigError("give --tags (build and run) or --manifest-file (run a previous build)")
         chosen = target or api.deploy_target(ctx)  # validate before building
-        api.preflight(opts["hub"], o["tags"], o.get("exclude_tags") or [], ctx, local=chosen == "local")
+        run_spec.check_supported(options, chosen, _honours(chosen))
+        api.preflight(opts["hub"], w.tags, w.exclude_tags, ctx, local=chosen == "local")
         manifest_output = opts["manifest_output"]
         if manifest_output == settings.DEFAULTS["manifest_output"]:  # not set: keep it with the run's results
             manifest_output = str(Path(opts["output"]).parent / "build_manifest.json")
         try:
-            manifest = api.build(opts["hub"], o["tags"], exclude_tags=o.get("exclude_tags") or [], ctx=ctx,
-                                 registry=opts["registry"], clean_cache=bool(o.get("clean_docker_cache")),
+            manifest = api.build(opts["hub"], w.tags, exclude_tags=w.exclude_tags, ctx=ctx,
+                                 registry=opts["registry"], clean_cache=w.clean_docker_cache,
                                  manifest_output=manifest_output, log_dir=Path(opts["output"]).parent,
-                                 live_output=opts["live_output"])
+                                 live_output=options.live_output)
         except BuildError as e:
             if e.manifest is None:
                 raise
             build_error = e  # run what did build, then exit with the build failure's code
             manifest = e.manifest
         hub = opts["hub"]
-    if loaded:
-        api.check_launcher(ctx, nodes=(target_options or {}).get("nodes"))  # before anything is submitted
-    summary = api.run(manifest, ctx, target=target, hub=hub, output=opts["output"], timeout=timeout,
-                      keep_alive=bool(o.get("keep_alive")), keep_model_dir=bool(o.get("keep_model_dir")),
-                      skip_model_run=bool(o.get("skip_model_run")), live_output=opts["live_output"],
-                      target_options=target_options,
-                      sys_env_details=False if o.get("sys_env_details") is False else None,
-                      tools_config=o.get("tools_config") or [], force_mirror_local=o.get("force_mirror_local"),
-                      data_config=o.get("data_config") or "data.json",
-                      disable_skip_gpu_arch=bool(o.get("disable_skip_gpu_arch")))
-    if not o.get("skip_model_run"):
+    summary = api.run(manifest, ctx, target=target, hub=hub, output=opts["output"], options=options,
+                      target_options=target_options)
+    if not options.skip_model_run:
         say(f"{len(summary.rows)} row(s) appended to {summary.output}")
-    if o.get("summary_output"):
+    if w.summary_output:
         from madengine.report.summary import write_summary
 
-        manifest_path = o.get("manifest_file") or opts["manifest_output"]
-        written = write_summary(o["summary_output"], summary.rows, manifest_path=manifest_path,
+        manifest_path = w.manifest_file or opts["manifest_output"]
+        written = write_summary(w.summary_output, summary.rows, manifest_path=manifest_path,
                                 deployment={"target": target or api.deploy_target(ctx), **(target_options or {})},
                                 logs=summary.logs, output=summary.output)
         say(f"run summary: {written}")
@@ -97,21 +86,36 @@ def workflow(c: Any, target: str | None, target_options: dict[str, Any] | None =
     api.check_run(summary)
 
 
-def _run_task(name: str, target: str | None, doc: str, default: bool = False) -> Any:
-    def body(c, tags=None, exclude_tags=None, manifest_file=None, hub=None, additional_context=None,
-             additional_context_file=None, timeout=None, keep_alive=False, keep_model_dir=False,
-             skip_model_run=False, live_output=False, output=None, registry=None, manifest_output=None,
-             clean_docker_cache=False, sys_env_details=True, tools_config=None, force_mirror_local=None,
-             data_config=None, disable_skip_gpu_arch=False, summary_output=None):
-        options = {k: v for k, v in locals().items() if k not in ("c", "target")}
-        workflow(c, target, **options)
+def _honours(target: str) -> Any:
+    from madengine import deploy
 
+    return getattr(deploy.resolve(target), "honours", ())
+
+
+def run_task(name: str, target: str | None, doc: str, flags: type | None = None, *, default: bool = False,
+             help: dict[str, str] | None = None) -> Any:
+    """An Invoke run task for ``target`` (``None``: the context's ``deploy`` key) taking every option of the run
+    spec plus the fields of ``flags`` (a dataclass declared with :func:`madengine.run_spec.option`; its values,
+    ``None``/``False`` meaning "not given", become the target's ``target_options``). ``help`` adds texts for
+    ``flags`` fields declared without one. Site plugins make their targets' tasks with it too
+    (``madengine.api.run_task``)."""
+    classes: tuple[type, ...] = (WorkflowOptions, RunOptions) + ((flags,) if flags else ())
+
+    def body(c: Any, **values: Any) -> None:
+        target_options = None
+        if flags is not None:
+            target_options = {k: v for k, v in values.items() if k in {p.name for p in task_parameters(flags)}}
+        workflow(c, target, make(WorkflowOptions, values), make(RunOptions, values), target_options)
+
+    context = inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    body.__signature__ = inspect.Signature([context, *task_parameters(*classes)])  # type: ignore[attr-defined]
     body.__doc__ = doc
     body.__name__ = body.__qualname__ = name
-    return mad_task(name=name, iterable=RUN_ITERABLES, default=default, help=RUN_HELP)(body)
+    texts = {**HELP, **help_texts(*classes), **(help or {})}
+    return mad_task(name=name, iterable=repeatable(*classes), default=default, help=texts)(body)
 
 
-local = _run_task("local", "local", "Run models in containers on this host: --tags builds first, --manifest-file "
-                  "runs a previous build.")
-deploy = _run_task("deploy", None, 'Run where the context\'s "deploy" key says (local by default); same options '
-                   "as run.local.", default=True)
+local = run_task("local", "local", "Run models in containers on this host: --tags builds first, --manifest-file "
+                 "runs a previous build.")
+deploy = run_task("deploy", None, 'Run where the context\'s "deploy" key says (local by default); same options '
+                  "as run.local.", default=True)

@@ -6,53 +6,48 @@ Thin: flags become the slurm target's options (:mod:`madengine.deploy.slurm`), w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from invoke import Collection
 
+from madengine.run_spec import option
 from madengine.tasks._common import HELP, mad_task, say
+from madengine.tasks.run import run_task
+
+
+@dataclass
+class SlurmFlags:
+    """``run.slurm``'s own flags: the job's allocation (slurm-section keys, which they override) and how to
+    submit. ``None``/``False`` = not given."""
+
+    nodes: str | None = option(None, "number of nodes (one task per node runs the model)")
+    partition: str | None = option(None, "Slurm partition")
+    gpus_per_node: str | None = option(None, "GPUs per node (--gpus-per-node; slurm.gres_gpu=true asks with "
+                                             "--gres=gpu:N); default: the model's n_gpus")
+    time: str | None = option(None, "time limit: HH:MM:SS, D-HH:MM:SS or seconds")
+    account: str | None = option(None, "Slurm account")
+    qos: str | None = option(None, "Slurm QOS")
+    exclusive: bool = option(False, "allocate whole nodes")
+    reservation: str | None = option(None, "Slurm reservation")
+    nodelist: str | None = option(None, "nodes to use (Slurm hostlist, e.g. n[1-2])")
+    exclude: str | None = option(None, "nodes to avoid")
+    constraint: str | None = option(None, "node features (--constraint)")
+    cluster: str | None = option(None, "SITE/NAME of inventories/SITE.yaml: submit on that cluster's login node "
+                                       "over SSH")
+    dry_run: bool = option(False, "write the job script(s), print their paths, submit nothing")
+    no_wait: bool = option(False, "submit, record the job ids, return; reattach with slurm.status / slurm.logs")
+
 
 SLURM_HELP = {
     **HELP,
-    "nodes": "number of nodes (one task per node runs the model)",
-    "partition": "Slurm partition",
-    "gpus_per_node": "GPUs per node (--gpus-per-node; slurm.gres_gpu=true asks with --gres=gpu:N)",
-    "time": "time limit: HH:MM:SS, D-HH:MM:SS or seconds",
-    "account": "Slurm account",
-    "qos": "Slurm QOS",
-    "exclusive": "allocate whole nodes",
-    "reservation": "Slurm reservation",
-    "nodelist": "nodes to use (Slurm hostlist, e.g. n[1-2])",
-    "exclude": "nodes to avoid",
-    "constraint": "node features (--constraint)",
-    "cluster": "SITE/NAME of inventories/SITE.yaml: submit on that cluster's login node over SSH",
-    "dry_run": "write the job script(s), print their paths, submit nothing",
-    "no_wait": "submit, record the job ids, return; reattach with slurm.status / slurm.logs",
     "job": "Slurm job id (as printed at submission; recorded next to --output)",
     "follow": "keep printing the output until the job ends",
     "output": "perf.csv of the run that submitted the job (its .madengine/slurm-jobs.json is read)",
 }
 
-
-@mad_task(name="slurm", iterable=["tags", "exclude_tags"], help=SLURM_HELP)
-def run_slurm(c, tags=None, exclude_tags=None, manifest_file=None, hub=None, additional_context=None,
-              additional_context_file=None, timeout=None, keep_model_dir=False, skip_model_run=False,
-              live_output=False, output=None, registry=None, manifest_output=None, clean_docker_cache=False,
-              nodes=None, partition=None, gpus_per_node=None, time=None, account=None, qos=None, exclusive=False,
-              reservation=None, nodelist=None, exclude=None, constraint=None, cluster=None, dry_run=False,
-              no_wait=False, summary_output=None):
-    """Run models as Slurm jobs on every allocated node (--tags builds first), then merge the rows into perf.csv."""
-    from madengine.tasks.run import workflow
-
-    target_options = {"nodes": nodes, "partition": partition, "gpus_per_node": gpus_per_node, "time": time,
-                      "account": account, "qos": qos, "exclusive": exclusive, "reservation": reservation,
-                      "nodelist": nodelist, "exclude": exclude, "constraint": constraint, "cluster": cluster,
-                      "dry_run": dry_run, "no_wait": no_wait}
-    workflow(c, "slurm", target_options=target_options, tags=tags, exclude_tags=exclude_tags,
-             manifest_file=manifest_file, hub=hub, additional_context=additional_context,
-             additional_context_file=additional_context_file, timeout=timeout, keep_model_dir=keep_model_dir,
-             skip_model_run=skip_model_run, live_output=live_output, output=output, registry=registry,
-             manifest_output=manifest_output, clean_docker_cache=clean_docker_cache, summary_output=summary_output)
+run_slurm = run_task("slurm", "slurm", "Run models as Slurm jobs on every allocated node (--tags builds first), then "
+                     "merge the rows into perf.csv.", SlurmFlags)
 
 
 def _output(c, output):

@@ -109,7 +109,7 @@ def run_model_native(req: RunRequest, echo: Callable[[str], None]) -> list[PerfR
     plan = plan_run(req)
     plan.row.docker_image = ""
     workspace = req.work_root / f"native_{plan.log_base}-{req.run_id[:8]}"
-    if req.skip_model_run:
+    if req.options.skip_model_run:
         echo(f"skip-model-run: would run natively: {_native(plan.model_command, workspace)}")
         return [plan.row.model_copy(update={"status": "SKIPPED", "reason": "--skip-model-run"})]
 
@@ -125,7 +125,7 @@ def run_model_native(req: RunRequest, echo: Callable[[str], None]) -> list[PerfR
         env["PATH"] = os.pathsep.join(p for p in (bindir, env.get("PATH", "")) if p)
     req.log_dir.mkdir(parents=True, exist_ok=True)
     path = script.write(workspace, script.render(req, plan, workspace=str(workspace), datahome=datahome))
-    log = _Log(plan.log_path, req.masker, req.live_output)
+    log = _Log(plan.log_path, req.masker, req.options.live_output)
     try:
         code = run_script(path, workspace, env, script.total_limit(plan), log.write)
     except BaseException:

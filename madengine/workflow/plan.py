@@ -13,6 +13,7 @@ from typing import Any
 from madengine.errors import ConfigError
 from madengine.gpu import GpuAssignment
 from madengine.results.perf_csv import PerfRow
+from madengine.run_spec import RunOptions
 from madengine.workflow.credentials import Masker
 from madengine.workflow.data import DataPlan
 from madengine.workflow.tools import ToolPlan
@@ -27,7 +28,8 @@ class RunRequest:
     """Everything needed to run one built image of one model.
 
     ``model`` is the models.json entry (dict); ``build`` the manifest's build record (dict); ``timeout`` in seconds
-    (``None`` = no limit); ``log_dir`` receives the run log and ``<model>_env.csv``; ``work_root`` the per-model
+    (``None`` = no limit); ``options`` the run options (``keep_alive``, ``keep_model_dir``, ``skip_model_run``,
+    ``live_output`` act here); ``log_dir`` receives the run log and ``<model>_env.csv``; ``work_root`` the per-model
     workspaces; ``artifacts`` is filled with the paths of collected tool outputs.
     """
 
@@ -41,10 +43,7 @@ class RunRequest:
     log_dir: Path
     work_root: Path
     run_id: str
-    keep_alive: bool = False
-    keep_model_dir: bool = False
-    skip_model_run: bool = False
-    live_output: bool = False
+    options: RunOptions = field(default_factory=RunOptions)
     deployment_type: str = "local"
     nnodes: int = 1
     extra_env: dict[str, str] = field(default_factory=dict)

@@ -45,7 +45,7 @@ def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list
     row, model_dir = plan.row, plan.model_dir
     # madengine names containers container_<log base>; the run id suffix lets two runs of one model share a host.
     container_name = f"container_{plan.log_base}-{req.run_id[:8]}"
-    if req.skip_model_run:
+    if req.options.skip_model_run:
         echo(f"skip-model-run: would run in {req.image}: {plan.model_command}")
         return [row.model_copy(update={"status": "SKIPPED", "reason": "--skip-model-run"})]
 
@@ -74,7 +74,7 @@ def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list
     req.log_dir.mkdir(parents=True, exist_ok=True)
     script.write(workspace, script.render(req, plan, workspace=WORKSPACE,
                                           datahome=req.data.home if req.data else ""))
-    log = _Log(plan.log_path, req.masker, req.live_output)
+    log = _Log(plan.log_path, req.masker, req.options.live_output)
     container = None
     status = ""
     try:
@@ -101,7 +101,7 @@ def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list
     finally:
         if not log.file.closed:
             log.close()
-        if not req.keep_alive or container is None:
+        if not req.options.keep_alive or container is None:
             removed = (docker_engine.remove_container(container) if container is not None
                        else docker_engine.remove_container_named(client, container_name))
             if not removed:

@@ -46,3 +46,28 @@ def load(hub: Path, ctx: dict[str, Any], *, tools_config: Sequence[str] = (), da
     sys_env = sys_env_details if sys_env_details is not None else ctx.get("gen_sys_env_details", True) is not False
     return RunSetup(tool_plan, creds, credentials.Masker(credentials.secret_values(creds)),
                     data.load_config(hub, ctx, data_config), sys_env)
+
+
+def hub_paths(hub: Path, ctx: dict[str, Any], shared: RunSetup, models: Sequence[dict[str, Any]],
+              data_config: str = "data.json") -> list[str]:
+    """The hub files and directories (relative paths, existing ones only) a run of ``models`` reads on a node that
+    does not share this host's file system: each model's scripts directory, ``scripts/common``, every pre/post
+    script of the context and the tools, the custom data scripts of the models' data, the data config and
+    ``credential.json`` (which must travel with mode 0600)."""
+    from madengine.context import ScriptRef
+    from madengine.workflow.plan import script_command
+
+    wanted = [str(script_command(m, "")[0]) for m in models] + ["scripts/common", data_config, CREDENTIALS_FILE]
+    refs = list(shared.tools.pre_scripts) + list(shared.tools.post_scripts)
+    refs += [r if isinstance(r, ScriptRef) else ScriptRef.model_validate(r)
+             for key in ("pre_scripts", "post_scripts") for r in ctx.get(key) or []]
+    wanted += [r.path for r in refs]
+    for m in models:
+        custom = (shared.data_config.get(str(m.get("data") or "")) or {}).get("custom") or {}
+        if custom.get("path"):
+            wanted.append(str(custom["path"]))
+    return sorted({w for w in wanted if w and (hub / w).exists()})
+
+
+#: The credentials file of a hub (madengine's name).
+CREDENTIALS_FILE = "credential.json"

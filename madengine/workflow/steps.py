@@ -51,5 +51,5 @@ def finish(req: RunRequest, plan: Plan, workspace: Path, script_status: str = ""
 def discard(req: RunRequest, workspace: Path) -> None:
     """Remove the workspace (unless ``keep_model_dir``/``keep_alive``); also after an interruption or a failed
     start."""
-    if not (req.keep_model_dir or req.keep_alive):
+    if not (req.options.keep_model_dir or req.options.keep_alive):
         shutil.rmtree(workspace, ignore_errors=True)

@@ -68,11 +68,14 @@ def test_failing_model_is_backoff_limit_exceeded_exit_3(k8s_api, k8s_ns, k8s_hub
 
 
 def test_deadline_from_the_model_timeout(k8s_api, k8s_ns, k8s_hub, tmp_path):
-    """dummy_timeout has models.json timeout 5 s and sleeps 300 s: activeDeadlineSeconds ends it."""
+    """dummy_timeout has models.json timeout 5 s and sleeps 300 s: the step script in the pod stops it, as run.local
+    does, and the row says so (activeDeadlineSeconds is only the safety net)."""
     start = time.monotonic()
     cli = run_k8s(k8s_hub, tmp_path, k8s_ns, "dummy_timeout")
     assert cli.rc == 3, cli.text
-    assert "DeadlineExceeded" in cli.text
+    assert "timed out after 5 s" in cli.text
+    assert read_perf(tmp_path / "perf.csv")[0]["status"] == "FAILURE"
+    assert "madengine: [model] timed out after 5 s" in (tmp_path / "dummy_timeout_dummy.ubuntu.run.live.log").read_text()
     assert time.monotonic() - start < 90
     assert not any(wait_gone(k8s_api, k8s_ns).values())
 

@@ -322,9 +322,33 @@ def test_allocation_is_sized_from_the_launcher_plan() -> None:
 
     ctx = {"gpu_vendor": "NONE", "launcher": "torchrun", "torchrun": {"nnodes": 2, "nproc_per_node": 2,
                                                                        "master_port": 29611}}
-    cfg = _resolve_config(ctx, {}, None)
+    cfg, _ = _resolve_config(ctx, {}, None)
     assert (cfg.nodes, cfg.master_port) == (2, 29611)
     gpu = {"launcher": "vllm", "vllm": {"tensor_parallel_size": 8}}
-    assert _resolve_config(gpu, {}, None).gpus_per_node == 8
+    assert _resolve_config(gpu, {}, None)[0].gpus_per_node == 8
+    assert _resolve_config(gpu, {}, None)[1] is True  # sized by the plan: the model's n_gpus does not override
     # the context's slurm section and the flags still win (and must agree with the plan)
-    assert _resolve_config({**ctx, "slurm": {"partition": "debug"}}, {"nodes": 2}, None).partition == "debug"
+    assert _resolve_config({**ctx, "slurm": {"partition": "debug"}}, {"nodes": 2}, None)[0].partition == "debug"
+
+
+@pytest.mark.parametrize(("n_gpus", "ctx", "sinfo", "expected"), [
+    ("4", {"gpu_vendor": "AMD"}, None, (4, False)),
+    ("-1", {"gpu_vendor": "AMD"}, 8, (8, False)),
+    ("-1", {"gpu_vendor": "AMD"}, None, (0, True)),   # no GPU GRES known: whole nodes
+    ("4", {"gpu_vendor": "NONE"}, None, (0, False)),  # CPU run: no GPU request
+])
+def test_gpus_per_node_default_from_the_model(n_gpus, ctx, sinfo, expected) -> None:
+    from madengine.deploy.slurm import _resolve_config, gpus_for_model
+
+    cfg, explicit = _resolve_config(ctx, {}, None)
+    assert not explicit
+    job = gpus_for_model(cfg, {"name": "m", "n_gpus": n_gpus}, ctx, lambda: sinfo)
+    assert (job.gpus_per_node or 0, job.exclusive) == expected
+
+
+def test_node_gpus_reads_sinfo_gres(slurm_cluster) -> None:
+    """The local cluster's nodes have Gres=gpu:2."""
+    from madengine.deploy.slurm.cli import SlurmCli
+
+    assert SlurmCli().node_gpus() == 2
+    assert SlurmCli().node_gpus("no-such-partition") is None

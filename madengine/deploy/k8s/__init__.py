@@ -31,6 +31,8 @@ from madengine.manifest import BuiltImage
 from madengine.report.relative import append_with_relative_change
 from madengine.results.perf_csv import PerfRow, append_rows
 from madengine.run_local import effective_timeout
+from madengine.run_spec import RunOptions
+from madengine.validation import int_flag
 from madengine.workflow import data, script, setup, workspace
 from madengine.workflow.plan import WORKSPACE, Plan, RunRequest, container_env, plan_run
 
@@ -61,12 +63,13 @@ def _vendor(cfg: K8sConfig, ctx: dict[str, Any]) -> str:
 
 def plan_model(image_name: str, build: BuiltImage, model: dict[str, Any], ctx: dict[str, Any], cfg: K8sConfig,
                run_id: str, hub: Path, log_dir: Path, timeout: int | None,
-               shared: setup.RunSetup | None = None) -> ModelRun:
+               shared: setup.RunSetup | None = None, options: RunOptions | None = None) -> ModelRun:
     """Plan one model: image, GPUs, environment, data, credentials, the step script and the objects to create.
 
     ``timeout`` is the CLI's (seconds; ``None`` = the model's own, 0 = none); the model step's limit, and with the
     other steps' limits ``activeDeadlineSeconds``. ``shared`` is the run's tools, credentials and data config
-    (default: loaded from ``hub`` and ``ctx``).
+    (default: loaded from ``hub`` and ``ctx``); ``options`` the run options (``keep_model_dir`` keeps the workspace
+    unpacked from the results bundle).
 
     Raises:
         ConfigError: a model needing "all GPUs" (n_gpus -1) without ``--gpus``, a malformed image reference, bad
@@ -94,7 +97,8 @@ def plan_model(image_name: str, build: BuiltImage, model: dict[str, Any], ctx: d
     req = RunRequest(model=model, build=build.model_dump(), image=ref, hub=hub, ctx=ctx,
                      gpus=GpuAssignment(vendor.upper(), list(range(gpus)), str(ctx.get("gpu_architecture") or "")),
                      timeout=effective_timeout(model.get("timeout"), timeout), log_dir=log_dir, work_root=log_dir,
-                     run_id=run_id, deployment_type="k8s", nnodes=cfg.nnodes, tools=shared.tools,
+                     run_id=run_id, options=options or RunOptions(), deployment_type="k8s", nnodes=cfg.nnodes,
+                     tools=shared.tools,
                      sys_env_details=shared.sys_env, masker=shared.masker,
                      extra_env={"BUILD_NUMBER": os.environ.get("BUILD_NUMBER", "")})
     mount = None
@@ -136,7 +140,8 @@ def plan_all(request: DeployRequest, cfg: K8sConfig, run_id: str) -> list[ModelR
     runs = []
     for image, build in request.manifest.built_images.items():
         model = request.manifest.built_models.get(image) or {"name": build.model}
-        runs.append(plan_model(image, build, model, request.ctx, cfg, run_id, hub, log_dir, request.timeout, shared))
+        runs.append(plan_model(image, build, model, request.ctx, cfg, run_id, hub, log_dir, request.timeout, shared,
+                               request.options))
     return runs
 
 
@@ -311,10 +316,13 @@ def deploy(request: DeployRequest) -> RunSummary:
     """
     from madengine.api import RunSummary
 
-    cfg = resolve(request.manifest.deployment_config.get("k8s"), request.ctx.get("k8s"), request.target_options)
+    flags = dict(request.target_options)
+    for key in ("gpus", "nnodes"):
+        flags[key] = int_flag(flags.get(key), f"--{key.replace('_', '-')}")
+    cfg = resolve(request.manifest.deployment_config.get("k8s"), request.ctx.get("k8s"), flags)
     run_id = uuid.uuid4().hex[:8]
     runs = plan_all(request, cfg, run_id)
-    if cfg.dry_run or request.skip_model_run:
+    if cfg.dry_run or request.options.skip_model_run:
         base = Path(cfg.manifests_dir) if cfg.manifests_dir else request.output.resolve().parent / "k8s-manifests"
         for run in runs:
             paths = manifests.write_manifests(run.objects, base / run_id / run.plan.job_name)

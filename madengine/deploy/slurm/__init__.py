@@ -104,7 +104,9 @@ def _launcher_allocation(ctx: dict[str, Any], flags: dict[str, Any]) -> dict[str
     return sized
 
 
-def _resolve_config(ctx: dict[str, Any], options: dict[str, Any], cluster: Cluster | None) -> config_mod.SlurmConfig:
+def _resolve_config(ctx: dict[str, Any], options: dict[str, Any],
+                    cluster: Cluster | None) -> tuple[config_mod.SlurmConfig, bool]:
+    """The effective slurm config, and whether GPUs per node were given (flag, context, inventory or launcher)."""
     flags = {k: options.get(k) for k in SECTION_FLAGS}
     defaults = cluster.slurm_defaults() if cluster else {}
     defaults.update(_launcher_allocation(ctx, flags))
@@ -114,6 +116,32 @@ def _resolve_config(ctx: dict[str, Any], options: dict[str, Any], cluster: Clust
     if cluster and not explicit_gpus and cfg.partition and cfg.partition in cluster.partitions:
         defaults = dict(defaults, gpus_per_node=cluster.partitions[cfg.partition].gpus_per_node)
         cfg = config_mod.resolve(ctx, flags, defaults)
+        explicit_gpus = True
+    return cfg, explicit_gpus
+
+
+def gpus_for_model(cfg: config_mod.SlurmConfig, model: dict[str, Any], ctx: dict[str, Any],
+                   node_gpus: Callable[[], int | None]) -> config_mod.SlurmConfig:
+    """The job's config for one model when GPUs per node were not given: the model's ``n_gpus`` per node; ``-1``
+    (all) asks for the partition's GPUs per node (``node_gpus()``, from sinfo), else for whole nodes
+    (``--exclusive``); a CPU context (``gpu_vendor`` NONE) asks for none.
+
+    Raises:
+        ConfigError: ``n_gpus`` is not a whole number.
+    """
+    if str(ctx.get("gpu_vendor") or "").upper() == "NONE":
+        return cfg
+    raw = str(model.get("n_gpus", "1")).strip() or "1"
+    try:
+        wanted = int(raw)
+    except ValueError:
+        raise ConfigError(f"models.json: model {model['name']!r} has n_gpus {raw!r}; give --gpus-per-node N") \
+            from None
+    if wanted > 0:
+        return cfg.model_copy(update={"gpus_per_node": wanted})
+    if wanted < 0:
+        found = node_gpus()
+        return cfg.model_copy(update={"gpus_per_node": found} if found else {"exclusive": True})
     return cfg
 
 
@@ -129,14 +157,15 @@ def deploy(request: DeployRequest) -> RunSummary:
         SlurmError: Slurm unreachable, submission failing after retries, status unknown for too long (exit code 1).
         KeyboardInterrupt: after the submitted jobs were cancelled (unless ``no_wait``).
     """
+    from madengine import run_spec
     from madengine.api import RunSummary
-    from madengine.workflow.plan import script_command
+    from madengine.workflow import setup
 
     options = dict(request.target_options)
     output = request.output.resolve()
     cluster_spec = options.get("cluster") or None
     executor, cluster, inventory_path = _executor_for(cluster_spec)
-    cfg = _resolve_config(request.ctx, options, cluster)
+    cfg, explicit_gpus = _resolve_config(request.ctx, options, cluster)
     remote = cluster_spec is not None and cluster is not None and cluster.login is not None
     dry_run, no_wait = bool(options.get("dry_run")), bool(options.get("no_wait"))
 
@@ -156,17 +185,22 @@ def deploy(request: DeployRequest) -> RunSummary:
     cluster_hub = f"{cluster_root}/hub" if remote else str(hub)
     python = cfg.python or sys.executable
     env_vars = {**(request.ctx.get("env_vars") or {}), **cfg.env_vars}
-    run_args: list[str] = []
-    if request.timeout is not None:
-        run_args += ["--timeout", str(request.timeout)]
-    if request.keep_model_dir:
-        run_args.append("--keep-model-dir")
-    if request.skip_model_run:
-        run_args.append("--skip-model-run")
+    shared = setup.load(hub, request.ctx, tools_config=request.options.tools_config,
+                        data_config=request.options.data_config, sys_env_details=request.options.sys_env_details)
+    # the run options reach every node's run.local (the run spec decides which); site tool catalogues travel too
+    catalogues = {str(p): str(Path(p).resolve()) if not remote else f"{cluster_root}/tools/{i}-{Path(p).name}"
+                  for i, p in enumerate(request.options.tools_config)}
+    run_args = run_spec.node_args(request.options, catalogues)
     node_ctx = _node_context(request.ctx, cfg.runtime)
 
-    jobs: list[tuple[str, str, Path, dict[str, Any]]] = []  # (model, cluster job dir, local job dir, build)
-    script_dirs: set[Path] = set()
+    jobs: list[tuple[str, str, Path, dict[str, Any], int]] = []  # model, cluster/local job dir, build, GPUs/node
+    cli = SlurmCli(executor)
+    partition_gpus: list[int | None] = []
+
+    def node_gpus() -> int | None:
+        if not partition_gpus:
+            partition_gpus.append(cli.node_gpus(cfg.partition))
+        return partition_gpus[0]
     for image, build in request.manifest.built_images.items():
         model = request.manifest.built_models.get(image) or {"name": build.model}
         slug = _slug(model["name"])
@@ -177,42 +211,47 @@ def deploy(request: DeployRequest) -> RunSummary:
                        registry=request.manifest.registry, deployment_config={"deploy": "local"}, hub=cluster_hub)
         local_dir.mkdir(parents=True, exist_ok=True)
         save_manifest(one, local_dir / "build_manifest.json")
+        job_cfg = cfg if explicit_gpus else gpus_for_model(cfg, model, request.ctx, node_gpus)
         spec = render_mod.JobSpec(job_name=render_mod.job_name(cfg.job_name, model["name"]), job_dir=cluster_dir,
-                                  hub=cluster_hub, python=python, cfg=cfg, env_vars=env_vars, run_args=run_args)
+                                  hub=cluster_hub, python=python, cfg=job_cfg, env_vars=env_vars, run_args=run_args)
         (local_dir / "job.sh").write_text(render_mod.render(spec), encoding="utf-8")
-        jobs.append((model["name"], cluster_dir, local_dir, build.model_dump()))
-        script_dirs.add(script_command(model, "")[0])
+        jobs.append((model["name"], cluster_dir, local_dir, build.model_dump(), job_cfg.gpus_per_node or 0))
     if not jobs:
         raise ConfigError("the manifest has no built images to run; run `inv build` first")
     if dry_run:
-        for _, _, local_dir, _ in jobs:
+        for _, _, local_dir, _, _ in jobs:
             console.progress(f"dry run: wrote {local_dir / 'job.sh'} (nothing submitted)")
             print(local_dir / "job.sh")
         return RunSummary([], output)
 
     if not request.skip_model_run:
         append_rows(output, [])  # fail fast on a foreign perf.csv, before anything is submitted
-    cli = SlurmCli(executor)
     state_file = state_mod.state_path(output)
     records: list[state_mod.JobRecord] = []
     try:
         if remote:
-            console.progress(f"copying {len(jobs)} job(s) and the model scripts to {executor.description}:"
-                             f"{cluster_root}")
+            models = [request.manifest.built_models.get(i) or {"name": b.model}
+                      for i, b in request.manifest.built_images.items()]
+            needed = setup.hub_paths(hub, request.ctx, shared, models, request.options.data_config)
+            console.progress(f"copying {len(jobs)} job(s) and the hub's {', '.join(needed)} to "
+                             f"{executor.description}:{cluster_root}")
             executor.push(local_root, cluster_root)
-            for rel in sorted(script_dirs):
-                executor.push(hub / rel, f"{cluster_hub}/{rel}")
-        for model_name, cluster_dir, local_dir, build_info in jobs:
+            for rel in needed:
+                executor.push(hub / rel, f"{cluster_hub}/{rel}",
+                              mode=0o600 if rel == setup.CREDENTIALS_FILE else None)
+            for local_path, cluster_path in catalogues.items():
+                executor.push(Path(local_path), cluster_path)
+        for model_name, cluster_dir, local_dir, build_info, gpus_per_node in jobs:
             job_id = cli.submit(f"{cluster_dir}/job.sh", retries=cfg.submit_retries)
             record = state_mod.JobRecord(
                 job_id=job_id, model=model_name, job_dir=cluster_dir, local_dir=str(local_dir), output=str(output),
                 cluster=cluster_spec, inventory=str(inventory_path) if inventory_path else None, nnodes=cfg.nodes,
-                gpus_per_node=cfg.gpus_per_node, submitted=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                gpus_per_node=gpus_per_node, submitted=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 docker_image=build_info.get("docker_image", ""), docker_file=build_info.get("dockerfile", ""))
             records.append(record)
             state_mod.save(state_file, [record])
             console.progress(f"submitted {model_name} as Slurm job {job_id} ({cfg.nodes} node(s)"
-                             f"{', ' + str(cfg.gpus_per_node) + ' GPU(s)/node' if cfg.gpus_per_node else ''}"
+                             f"{', ' + str(gpus_per_node) + ' GPU(s)/node' if gpus_per_node else ''}"
                              f"{', partition ' + cfg.partition if cfg.partition else ''}); script {local_dir}/job.sh")
     except KeyboardInterrupt:
         _cancel_on_interrupt(cli, records, state_file)

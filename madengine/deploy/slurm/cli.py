@@ -69,8 +69,9 @@ class Executor(Protocol):
         """Run one command (no shell on this side); never raises for a non-zero exit or a timeout."""
         ...
 
-    def push(self, local: Path, remote: str) -> None:
-        """Make the file or tree ``local`` available at ``remote`` on the executor's side."""
+    def push(self, local: Path, remote: str, mode: int | None = None) -> None:
+        """Make the file or tree ``local`` available at ``remote`` on the executor's side (files with permission
+        bits ``mode`` when given)."""
         ...
 
     def pull(self, remote: str, local: Path) -> None:
@@ -101,7 +102,7 @@ class LocalExecutor:
             return CommandResult(124, "", f"{shlex.join(argv)} timed out after {timeout:.0f} s")
         return CommandResult(proc.returncode, proc.stdout, proc.stderr)
 
-    def push(self, local: Path, remote: str) -> None:
+    def push(self, local: Path, remote: str, mode: int | None = None) -> None:
         """Copy ``local`` to ``remote`` unless they are the same path (the usual case: shared storage)."""
         target = Path(remote)
         if target.resolve() == local.resolve():
@@ -111,6 +112,8 @@ class LocalExecutor:
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(local, target)
+            if mode is not None:
+                target.chmod(mode)
 
     def pull(self, remote: str, local: Path) -> None:
         """Copy the tree ``remote`` into ``local`` unless they are the same path."""
@@ -189,6 +192,22 @@ class SlurmCli:
             raise SlurmError(f"{argv[0]} not found on {self.executor.description}; run madengine on a Slurm login "
                              "node (or pass --cluster SITE/NAME), or start the local cluster: bash dev/slurm.sh up")
         return result
+
+    def node_gpus(self, partition: str | None = None) -> int | None:
+        """GPUs per node of ``partition`` (default: the default partition) from ``sinfo``'s GRES column: the
+        smallest ``gpu[:type]:N`` count of its nodes (``gpu:mi300x:8(S:0-1)`` → 8). ``None`` when no node has GPU
+        GRES or sinfo fails (a failure is not taken as "no GPUs": the caller falls back to whole nodes)."""
+        argv = ["sinfo", "-h", "-o", "%G"] + (["-p", partition] if partition else [])
+        result = self._run(argv)
+        if result.rc != 0:
+            return None
+        counts = []
+        for line in result.stdout.splitlines():
+            for gres in line.split(","):
+                parts = gres.split("(")[0].strip().split(":")
+                if parts[0] == "gpu" and len(parts) >= 2 and parts[-1].isdigit():
+                    counts.append(int(parts[-1]))
+        return min(counts) if counts else None
 
     def submit(self, script: str, retries: int = 3, backoff: float = 2.0) -> str:
         """``sbatch --parsable SCRIPT`` (a path on the executor's side); returns the job id.
