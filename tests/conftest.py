@@ -64,13 +64,30 @@ def docker_client():
     return client
 
 
+def copy_example_hub(dest: Path) -> Path:
+    """Copy the example hub's own files (those git tracks; what ``dev/quickstart.sh`` leaves there, such as
+    perf.csv, logs, ``*_env.csv`` and ``madengine-runs/``, stays behind) to ``dest``. Tests never use it in place."""
+    try:
+        listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--", "examples/hub"], capture_output=True,
+                                check=True, timeout=30).stdout.decode().split("\0")
+    except (OSError, subprocess.SubprocessError):
+        listed = []
+    files = [REPO / f for f in listed if f]
+    if not files:  # not a git checkout: everything but what runs leave behind
+        shutil.copytree(EXAMPLE_HUB, dest, ignore=shutil.ignore_patterns(
+            "perf.csv", "*.log", "build_manifest.json*", ".madengine", "*_env.csv", "madengine-runs"))
+        return dest
+    for source in files:
+        target = dest / source.relative_to(EXAMPLE_HUB)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    return dest
+
+
 @pytest.fixture
 def hub(tmp_path: Path) -> Path:
     """A private copy of the example hub (runs write perf.csv, logs and manifests into it)."""
-    dest = tmp_path / "hub"
-    shutil.copytree(EXAMPLE_HUB, dest, ignore=shutil.ignore_patterns("perf.csv", "*.log", "build_manifest.json",
-                                                                    ".madengine"))
-    return dest
+    return copy_example_hub(tmp_path / "hub")
 
 
 @pytest.fixture

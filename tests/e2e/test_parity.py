@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLE_HUB, madengine, read_perf
+from tests.conftest import copy_example_hub, madengine, read_perf
 from tests.k8s.conftest import KUBECONFIG, SOCKET, k8s_api, k8s_ns  # noqa: F401 - fixtures used below
 from tests.slurm.conftest import slurm_cluster  # noqa: F401 - fixture used below
 
@@ -46,8 +46,7 @@ def parity_hub(tmp_path_factory: pytest.TempPathFactory, docker_client) -> Path:
         (data / rel).parent.mkdir(parents=True, exist_ok=True)
         (data / rel).write_bytes(b"x" * size)
     hub = root / "hub"
-    shutil.copytree(EXAMPLE_HUB, hub, ignore=shutil.ignore_patterns("perf.csv", "*.log", "build_manifest.json",
-                                                                   ".madengine"))
+    copy_example_hub(hub)
     _write(hub / "scripts/parity/run.sh", RUN_SH)
     _write(hub / "scripts/hooks/pre.sh", 'echo "PARITY-PRE $1"')
     _write(hub / "scripts/hooks/post.sh", 'echo "PARITY-POST $1"')

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from madengine.deploy.k8s import client, images
-from tests.conftest import CPU, EXAMPLE_HUB, madengine
+from tests.conftest import CPU, copy_example_hub, madengine
 
 STATE = Path(os.environ.get("MADENGINE_K8S_DIR", "/var/lib/madengine/k8s"))
 KUBECONFIG = STATE / "kubeconfig"
@@ -60,11 +60,9 @@ def k8s_ns(k8s_api: client.Api) -> Iterator[str]:
 def k8s_hub(tmp_path_factory: pytest.TempPathFactory, docker_client: Any, k8s_api: client.Api) -> Path:
     """A copy of the example hub with :data:`MODELS` built (``build_manifest.json``) and their images imported
     into the cluster's containerd (as ``k8s.load_images`` does)."""
-    import shutil
 
     hub = tmp_path_factory.mktemp("k8s") / "hub"
-    shutil.copytree(EXAMPLE_HUB, hub, ignore=shutil.ignore_patterns("perf.csv", "*.log", "build_manifest.json",
-                                                                   ".madengine"))
+    copy_example_hub(hub)
     tags = [a for m in MODELS for a in ("--tags", m)]
     cli = madengine("build", *tags, "--additional-context", CPU, cwd=hub, timeout=900)
     assert cli.rc == 0, cli.text

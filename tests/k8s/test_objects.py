@@ -5,8 +5,10 @@ config schema, the entry script, row parsing, the retry policy and ``--dry-run``
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from madengine.deploy.k8s import client, collect, config, images, manifests, obj
 from madengine.errors import ConfigError
 from madengine.manifest import BuiltImage
 from madengine.workflow import script as wscript
-from tests.conftest import EXAMPLE_HUB, madengine
+from tests.conftest import copy_example_hub, madengine
 
 #: Kubernetes versions the emitted objects must be valid for (strict: no unknown field anywhere): an older
 #: supported minor, a recent one, and the newest schema kubernetes-validate ships.
@@ -63,13 +65,20 @@ MODES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
 }
 
 
+@functools.cache
+def example_hub() -> Path:
+    """One private copy of the example hub for this module (planning reads it; nothing runs here)."""
+    return copy_example_hub(Path(tempfile.mkdtemp(prefix="madengine-k8s-objects-")) / "hub")
+
+
 def _models() -> dict[str, dict[str, Any]]:
-    return {m["name"]: m for m in json.loads((EXAMPLE_HUB / "models.json").read_text())}
+    return {m["name"]: m for m in json.loads((example_hub() / "models.json").read_text())}
 
 
 def make_run(model_name: str = "dummy", ctx: dict[str, Any] | None = None, k8s: dict[str, Any] | None = None,
-             hub: Path = EXAMPLE_HUB, registry_image: str = "", timeout: int | None = None) -> Any:
+             hub: Path | None = None, registry_image: str = "", timeout: int | None = None) -> Any:
     ctx = dict(ctx or {"gpu_vendor": "NONE"})
+    hub = hub or example_hub()
     cfg = config.resolve(None, k8s or {}, {})
     image = f"ci-{model_name}_dummy.ubuntu"
     build = BuiltImage(model=model_name, docker_image=image, dockerfile="docker/dummy.ubuntu.Dockerfile",
@@ -316,7 +325,7 @@ def _manifest(tmp_path: Path, models: list[str]) -> Path:
     all_models = _models()
     manifest = {"built_images": {}, "built_models": {}, "context": {"gpu_vendor": "NONE"},
                 "deployment_config": {"deploy": "k8s", "k8s": {"namespace": "from-manifest"}},
-                "hub": str(EXAMPLE_HUB)}
+                "hub": str(example_hub())}
     for name in models:
         image = f"ci-{name}_dummy.ubuntu"
         manifest["built_images"][image] = {"model": name, "docker_image": image,

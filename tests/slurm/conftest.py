@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLE_HUB, REPO, madengine
+from tests.conftest import REPO, copy_example_hub, madengine
 
 PROBE = """#!/bin/bash
 # Prints the distributed contract madengine passes in, and one performance line that tells the nodes apart.
@@ -23,6 +23,7 @@ echo "probe: NODE_RANK=${NODE_RANK:-unset} RANK=${RANK:-unset} MASTER_ADDR=${MAS
 NNODES=${NNODES:-unset} WORLD_SIZE=${WORLD_SIZE:-unset} MASTER_PORT=${MASTER_PORT:-unset}"
 echo "probe: DEPLOYMENT=${MAD_DEPLOYMENT_TYPE:-unset}"
 printf 'probe: EVIL=[%s]\\n' "${EVIL:-unset}"
+printf 'probe: SITE=[%s]\\n' "${SITE_VAR:-unset}"
 echo "performance: $(( ${NODE_RANK:-0} + 1 )) rank_plus_one"
 """
 
@@ -66,8 +67,7 @@ def built_hub(tmp_path_factory, slurm_cluster, docker_client) -> Path:
     """Once per session: the example hub plus ``slurm_probe`` (prints NODE_RANK, MASTER_ADDR, ...), with one
     build manifest per model (:data:`MANIFESTS`)."""
     hub = tmp_path_factory.mktemp("slurm") / "hub"
-    shutil.copytree(EXAMPLE_HUB, hub, ignore=shutil.ignore_patterns("perf.csv", "*.log", "build_manifest.json",
-                                                                   ".madengine"))
+    copy_example_hub(hub)
     probe_dir = hub / "scripts" / "slurm_probe"
     probe_dir.mkdir(parents=True)
     (probe_dir / "run.sh").write_text(PROBE)

@@ -116,12 +116,14 @@ def test_injection_in_env_does_not_execute(slurm_hub: Path, tmp_path: Path, no_l
     marker = tmp_path / "pwned"
     evil = f"$(touch {marker})`touch {marker}`'\"; touch {marker}\nx"
     ctx = json.dumps({"gpu_vendor": "NONE", "env_vars": {"EVIL": evil},
-                      "slurm": {"poll_interval": 0.5, "poll_max": 2, "modules": []}})
+                      "slurm": {"poll_interval": 0.5, "poll_max": 2, "modules": [],
+                                "env_vars": {"SITE_VAR": "from-site"}}})
     res = madengine("run.slurm", "--manifest-file", "probe.json", "--nodes", "1", "--additional-context", ctx, cwd=slurm_hub)
     assert res.rc == 0, res.text
     assert not marker.exists()
     log = _node_logs(latest_job_dir(slurm_hub, "slurm_probe"))["n1"]
     assert f"EVIL=[$(touch {marker})`touch {marker}`'\"; touch {marker}" in log
+    assert "probe: SITE=[from-site]" in log  # slurm.env_vars reach the model's container, not only job.sh
     bad = json.dumps({"gpu_vendor": "NONE", "slurm": {"env_vars": {"A;touch x": "1"}}})
     res = madengine("run.slurm", "--manifest-file", "dummy.json", "--dry-run", "--additional-context", bad, cwd=slurm_hub)
     assert res.rc == 4 and "not a valid environment variable name" in res.err, res.text

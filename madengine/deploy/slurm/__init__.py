@@ -192,6 +192,8 @@ def deploy(request: DeployRequest) -> RunSummary:
                   for i, p in enumerate(request.options.tools_config)}
     run_args = run_spec.node_args(request.options, catalogues)
     node_ctx = _node_context(request.ctx, cfg.runtime)
+    if env_vars:  # the site's and the context's env_vars reach the model's container (or process), not just job.sh
+        node_ctx["env_vars"] = env_vars
 
     jobs: list[tuple[str, str, Path, dict[str, Any], int]] = []  # model, cluster/local job dir, build, GPUs/node
     cli = SlurmCli(executor)
