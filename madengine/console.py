@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from functools import lru_cache
+from typing import Any
 
 from rich.console import Console
 
@@ -36,3 +38,13 @@ def escape(text: str) -> str:
     from rich.markup import escape as _escape
 
     return _escape(text)
+
+
+def rows(found: Iterable[Any], mask: Callable[[str], str] = str) -> None:
+    """One progress line per perf row: ``model [machine]: STATUS performance metric (reason)`` (the reason for rows
+    that did not succeed, passed through ``mask``)."""
+    for row in found:
+        note = f" ({mask(row.reason)})" if row.reason and row.status != "SUCCESS" else ""
+        where = f" [{row.machine_name}]" if getattr(row, "deployment_type", "local") != "local" and row.machine_name \
+            else ""
+        progress(f"{row.model}{where}: {row.status} {row.performance} {row.metric}{note}".rstrip())

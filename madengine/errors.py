@@ -70,6 +70,13 @@ class RunError(MadEngineError):
     exit_code = EXIT_RUN_FAILURE
 
 
+class SchedulerError(MadEngineError):
+    """A batch scheduler (Slurm, Kubernetes, a plugin's) cannot be used or stopped answering about the jobs
+    (exit code 1)."""
+
+    exit_code = EXIT_FAILURE
+
+
 class PerfCsvError(MadEngineError):
     """perf.csv cannot be appended to without damaging it (exit code 4: choose another ``--output``)."""
 

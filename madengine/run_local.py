@@ -148,9 +148,7 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], run: LocalRun,
             if log.is_file():
                 run.logs[model["name"]] = str(log)
             run.artifacts.extend(str(p) for p in request.artifacts)
-        for row in rows:
-            note = f" ({masker.text(row.reason)})" if row.reason and row.status != "SUCCESS" else ""
-            console.progress(f"{row.model}: {row.status} {row.performance} {row.metric}{note}".rstrip())
+        console.rows(rows, masker.text)
         for path in request.artifacts:
             console.progress(f"{model['name']}: collected {path}")
         all_rows.extend(rows)

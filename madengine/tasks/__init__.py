@@ -10,6 +10,7 @@ from madengine.plugins import site_collection
 from madengine.settings import DEFAULTS
 from madengine.tasks import build as _build
 from madengine.tasks import discover as _discover
+from madengine.tasks import jobs as _jobs
 from madengine.tasks import k8s as _k8s
 from madengine.tasks import launchers as _launchers
 from madengine.tasks import report as _report
@@ -24,6 +25,7 @@ _run_ns.add_task(_slurm.run_slurm, name="slurm")
 _run_ns.add_task(_k8s.run_k8s, name="k8s")
 ns.add_collection(_run_ns)
 ns.add_collection(_slurm.ns)
+ns.add_collection(_jobs.ns)
 ns.add_collection(_k8s.ns)
 ns.add_collection(Collection.from_module(_report, name="report"))
 ns.add_collection(Collection.from_module(_launchers, name="launchers"))

@@ -42,6 +42,7 @@ K8S_HELP = {
     "job": "Job name, as printed by run.k8s",
     "follow": "keep printing the log until the pod ends",
     "json": "print the status as JSON",
+    "output": "perf.csv of the run that created the Job (a Job recorded there is collected once it has ended)",
 }
 
 run_k8s = run_task("k8s", "k8s", "Run models as Kubernetes Jobs (--tags builds first), then collect status, logs "
@@ -55,10 +56,18 @@ def _connect(namespace: str | None, kubeconfig: str | None, context: str | None)
 
 
 @mad_task(help=K8S_HELP)
-def status(c, job, namespace=None, kubeconfig=None, context=None, json=False):
-    """Show a Job's state and its pods' phases (exit code 3 when it failed)."""
+def status(c, job, namespace=None, kubeconfig=None, context=None, json=False, output=None):
+    """Show a Job's state and its pods' phases (exit code 3 when it failed); a Job that run.k8s --no-wait recorded
+    next to --output is collected once it has ended, as jobs.status does."""
+    from madengine.deploy import jobs as jobs_mod
     from madengine.deploy.k8s import collect
     from madengine.errors import RunError
+    from madengine.tasks import jobs
+
+    record = jobs_mod.load(jobs_mod.state_path(jobs.output_of(c, output))).get(str(job))
+    if record is not None and record.target == "k8s" and not record.collected and not json:
+        jobs.status(c, job, output)
+        return
 
     api, ns = _connect(namespace, kubeconfig, context)
     try:

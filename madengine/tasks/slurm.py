@@ -7,12 +7,11 @@ Thin: flags become the slurm target's options (:mod:`madengine.deploy.slurm`), w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from invoke import Collection
 
 from madengine.run_spec import option
-from madengine.tasks._common import HELP, mad_task, say
+from madengine.tasks import jobs
 from madengine.tasks.run import run_task
 
 
@@ -39,58 +38,9 @@ class SlurmFlags:
     no_wait: bool = option(False, "submit, record the job ids, return; reattach with slurm.status / slurm.logs")
 
 
-SLURM_HELP = {
-    **HELP,
-    "job": "Slurm job id (as printed at submission; recorded next to --output)",
-    "follow": "keep printing the output until the job ends",
-    "output": "perf.csv of the run that submitted the job (its .madengine/slurm-jobs.json is read)",
-}
-
 run_slurm = run_task("slurm", "slurm", "Run models as Slurm jobs on every allocated node (--tags builds first), then "
                      "merge the rows into perf.csv.", SlurmFlags)
 
 
-def _output(c, output):
-    from madengine import settings
-
-    return settings.resolve(c.config.get("madengine"), output=output)["output"]
-
-
-@mad_task(help=SLURM_HELP)
-def status(c, job, output=None):
-    """Show a submitted job's state; once it has ended, merge its rows into perf.csv (exit code 3 if it failed)."""
-    from madengine import api
-    from madengine.deploy import slurm
-    from madengine.deploy.slurm.cli import SlurmError
-
-    record, current, rows = slurm.status(str(job), _output(c, output))
-    say(f"{current.describe()} [{record.model}, {record.nnodes} node(s)]")
-    if current.status == "unknown":
-        raise SlurmError(f"job {job}: status unknown ({current.reason}); nothing was collected, try again later")
-    if rows:
-        say(f"{len(rows)} row(s) appended to {record.output}")
-        api.check_run(api.RunSummary(rows, Path(record.output)))
-    elif current.terminal and current.status != "completed":
-        from madengine.errors import RunError
-
-        raise RunError(f"job {job} did not complete: {current.describe()}")
-
-
-@mad_task(help=SLURM_HELP)
-def logs(c, job, output=None, follow=False):
-    """Print a submitted job's Slurm output (slurm-<id>.out/.err); --follow keeps printing until it ends."""
-    from madengine.deploy import slurm
-
-    slurm.logs(str(job), _output(c, output), follow=follow)
-
-
-@mad_task(help=SLURM_HELP)
-def cancel(c, job, output=None):
-    """Cancel a submitted job (scancel) and show its final state."""
-    from madengine.deploy import slurm
-
-    current = slurm.cancel(str(job), _output(c, output))
-    say(current.describe())
-
-
-ns = Collection("slurm", status, logs, cancel)
+#: ``slurm.status|logs|cancel`` are the generic job tasks (:mod:`madengine.tasks.jobs`).
+ns = Collection("slurm", jobs.status, jobs.logs, jobs.cancel)

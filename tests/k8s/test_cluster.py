@@ -105,16 +105,39 @@ def test_unschedulable_gpu_request_fails_fast_with_the_scheduler_message(k8s_api
     assert not any(wait_gone(k8s_api, k8s_ns, timeout=30).values())
 
 
-def test_no_wait_then_follow_logs_and_cancel(k8s_api, k8s_ns, k8s_hub, tmp_path):
+def test_no_wait_then_follow_logs_status_collects_once(k8s_api, k8s_ns, k8s_hub, tmp_path):
+    """run.k8s --no-wait records the Job; k8s.logs --follow streams it; k8s.status collects its rows once it has
+    ended (as slurm.status does) and deletes it; the generic jobs.* tasks reach the same record."""
     cli = run_k8s(k8s_hub, tmp_path, k8s_ns, "dummy", "--no-wait")
-    assert cli.rc == 0 and "not waiting" in cli.err, cli.text
+    assert cli.rc == 0 and "--no-wait" in cli.err, cli.text
     assert not (tmp_path / "perf.csv").exists() or len(read_perf(tmp_path / "perf.csv")) == 0
     jobs = ours(k8s_api, k8s_ns)["jobs"]
     assert len(jobs) == 1
     common = ("--namespace", k8s_ns, "--kubeconfig", str(KUBECONFIG))
     logs = madengine("k8s.logs", jobs[0], "--follow", *common, cwd=tmp_path)  # waits for the pod, then streams
     assert logs.rc == 0 and "performance:" in logs.out, logs.text
-    assert madengine("k8s.cancel", jobs[0], *common, cwd=tmp_path).rc == 0
+    generic = madengine("jobs.logs", jobs[0], "--output", str(tmp_path / "perf.csv"), cwd=tmp_path)
+    assert generic.rc == 0 and "performance:" in generic.out, generic.text
+    deadline = time.monotonic() + 60
+    while True:
+        st = madengine("k8s.status", jobs[0], *common, "--output", str(tmp_path / "perf.csv"), cwd=tmp_path)
+        if "row(s) appended" in st.out or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert st.rc == 0 and "Complete" in st.out and "1 row(s) appended" in st.out, st.text
+    rows = read_perf(tmp_path / "perf.csv")
+    assert [(r["model"], r["status"], r["deployment_type"]) for r in rows] == [("dummy", "SUCCESS", "k8s")]
+    again = madengine("jobs.status", jobs[0], "--output", str(tmp_path / "perf.csv"), cwd=tmp_path)
+    assert "appended" not in again.out and len(read_perf(tmp_path / "perf.csv")) == 1  # collected once only
+    assert not any(wait_gone(k8s_api, k8s_ns).values())
+
+
+def test_no_wait_then_cancel(k8s_api, k8s_ns, k8s_hub, tmp_path):
+    cli = run_k8s(k8s_hub, tmp_path, k8s_ns, "dummy_timeout", "--no-wait", "--timeout", "0")
+    assert cli.rc == 0, cli.text
+    job = ours(k8s_api, k8s_ns)["jobs"][0]
+    cancel = madengine("jobs.cancel", job, "--output", str(tmp_path / "perf.csv"), cwd=tmp_path)
+    assert cancel.rc == 0 and f"job {job}: Deleted" in cancel.out, cancel.text
     assert not any(wait_gone(k8s_api, k8s_ns).values())
 
 

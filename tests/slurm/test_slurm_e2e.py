@@ -134,7 +134,7 @@ def test_no_wait_then_status_and_logs_reattach(slurm_hub: Path, no_leftovers) ->
                     cwd=slurm_hub)
     assert res.rc == 0, res.text
     job_id = re.search(r"^(\d+)$", res.out, re.M).group(1)  # type: ignore[union-attr]
-    state = json.loads((slurm_hub / ".madengine" / "slurm-jobs.json").read_text())
+    state = json.loads((slurm_hub / ".madengine" / "jobs.json").read_text())
     assert job_id in state["jobs"] and state["jobs"][job_id]["model"] == "slurm_probe"
     deadline = time.monotonic() + 120
     while True:  # "another shell" reattaches
@@ -201,7 +201,7 @@ def test_ctrl_c_cancels_the_jobs(slurm_hub: Path, no_leftovers) -> None:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, "".join(seen) + err
-    assert f"cancelled Slurm job(s) {job_id} (scancel)" in err
+    assert f"cancelled slurm job(s) {job_id}" in err
     assert "Traceback" not in err
     deadline = time.monotonic() + 30
     while _slurm_state(job_id) not in ("CANCELLED", "") and time.monotonic() < deadline:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from madengine.deploy.slurm import config, render, state
+from madengine.deploy import jobs as state
+from madengine.deploy.slurm import config, render
 from madengine.deploy.slurm.cli import CommandResult, JobInfo, SlurmCli, SlurmError, parse_parsable
 from madengine.deploy.slurm.monitor import STATE_TABLE, JobStatus, Monitor, intervals, map_state
 from madengine.errors import ConfigError
@@ -272,7 +273,7 @@ def test_missing_command_names_the_fix() -> None:
 
 def test_state_file_round_trip_and_concurrent_updates(tmp_path: Path) -> None:
     path = state.state_path(tmp_path / "perf.csv")
-    assert path == tmp_path / ".madengine" / "slurm-jobs.json"
+    assert path == tmp_path / ".madengine" / "jobs.json"
 
     def add(i: int) -> None:
         state.save(path, [state.JobRecord(job_id=str(i), model=f"m{i}", job_dir="/j", local_dir="/l",

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from invoke import Collection, Exit, task
+
+from madengine.run_spec import option
+from madengine.tasks.run import run_task
 
 
 @task(help={"hub": "model hub (default: current directory)", "output": "where results will go (disk check)",
@@ -40,4 +44,15 @@ def nightly_sweep(c, configs="configs/*.json", tags=None, hub=".", out_dir="swee
         raise Exit(f"acme: {failed} run(s) had failed rows; see {out_dir}/*/perf.csv", code=3)
 
 
-ns = Collection(cluster_check, nightly_sweep)
+@dataclass
+class BatchFlags:
+    """``batch-run``'s own flags (every run option comes from madengine's run spec)."""
+
+    no_wait: bool = option(False, "submit, record the job ids, return; reattach with jobs.status / jobs.logs")
+    dry_run: bool = option(False, "write the job scripts, print their paths, start nothing")
+
+
+batch_run = run_task("batch_run", "acme-batch", "Run models as acme-batch jobs on this host (--tags builds first).",
+                     BatchFlags)
+
+ns = Collection(cluster_check, nightly_sweep, batch_run)

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,59 @@ def test_toy_deployment_target(plugin_path: Path, hub: Path) -> None:
     assert len(rows) == 2 and "acme-dryrun" in rows[1] and "SKIPPED" in rows[1]
     unknown = run(["-m", "madengine", "run", "--manifest-file", "build_manifest.json", "--additional-context",
                    '{"deploy": "mars"}'], hub, plugin_path)
-    assert unknown.returncode == 4 and "available: acme-dryrun, " in unknown.stderr
+    assert unknown.returncode == 4 and "available: acme-batch, acme-dryrun, " in unknown.stderr
+
+
+def test_second_target_runs_for_real_with_job_control(plugin_path: Path, hub: Path) -> None:
+    """acme-batch (examples/site-plugin/madengine_acme/batch.py) keeps madengine's target contract: its generated
+    run task takes every run option, runs the model for real, and jobs.status/logs/cancel reattach to its jobs."""
+    built = run(["-m", "madengine", "build", "--tags", "dummy", "--tags", "dummy_timeout", "--additional-context",
+                 CPU], hub, plugin_path)
+    assert built.returncode == 0, built.stderr
+    manifest = json.loads((hub / "build_manifest.json").read_text())
+    for name in ("dummy", "dummy_timeout"):
+        one = dict(manifest)
+        key = next(k for k, b in manifest["built_images"].items() if b["model"] == name)
+        one["built_images"] = {key: manifest["built_images"][key]}
+        one["built_models"] = {key: manifest["built_models"][key]}
+        (hub / f"{name}.json").write_text(json.dumps(one))
+    res = run(["-m", "madengine", "site.acme.batch-run", "--manifest-file", "dummy.json", "--additional-context",
+               CPU, "--no-sys-env-details"], hub, plugin_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = (hub / "perf.csv").read_text().splitlines()
+    assert len(rows) == 2 and ",acme-batch," in rows[1] and ",SUCCESS," in rows[1], rows
+    refused = run(["-m", "madengine", "site.acme.batch-run", "--manifest-file", "dummy.json", "--keep-alive"], hub,
+                  plugin_path)
+    assert refused.returncode == 4 and "--keep-alive: the acme-batch target cannot honour" in refused.stderr
+
+    started = run(["-m", "madengine", "site.acme.batch-run", "--manifest-file", "dummy_timeout.json", "--timeout",
+                   "0", "--no-wait", "--additional-context", CPU], hub, plugin_path)
+    assert started.returncode == 0, started.stderr
+    job = next(line for line in started.stdout.splitlines() if line.startswith("acme-"))
+    status = run(["-m", "madengine", "jobs.status", job], hub, plugin_path)
+    assert status.returncode == 0 and f"job {job}: R" in status.stdout, status.stdout + status.stderr
+    deadline = time.monotonic() + 60
+    while "running dummy_timeout" not in (log := run(["-m", "madengine", "jobs.logs", job], hub, plugin_path)).stdout:
+        assert time.monotonic() < deadline, log.stdout + log.stderr
+        time.sleep(1)
+    cancelled = run(["-m", "madengine", "jobs.cancel", job], hub, plugin_path)
+    assert cancelled.returncode == 0 and f"job {job}:" in cancelled.stdout, cancelled.stderr
+    final = run(["-m", "madengine", "jobs.status", job], hub, plugin_path)
+    assert final.returncode == 3 and "1 row(s) appended" in final.stdout, final.stdout + final.stderr
+    assert len((hub / "perf.csv").read_text().splitlines()) == 3  # the cancelled job's FAILURE row
+    again = run(["-m", "madengine", "jobs.status", job], hub, plugin_path)
+    assert "appended" not in again.stdout and len((hub / "perf.csv").read_text().splitlines()) == 3  # once
+    ps = ["docker", "ps", "-a", "--filter", "label=org.madengine.output-dir", "--format",
+          '{{.Label "org.madengine.output-dir"}}']
+
+    def ours() -> list[str]:
+        listed = subprocess.run(ps, capture_output=True, text=True, check=True).stdout.split()
+        return [d for d in listed if d.startswith(str(hub))]
+
+    deadline = time.monotonic() + 30
+    while ours() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not ours(), "the cancelled job's container was left behind"
 
 
 def test_nightly_sweep_compares_configs(plugin_path: Path, hub: Path) -> None:

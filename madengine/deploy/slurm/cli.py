@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from madengine.errors import ConfigError, MadEngineError
+from madengine.errors import ConfigError, SchedulerError
 
 #: Seconds any one Slurm command may take before it counts as failed.
 COMMAND_TIMEOUT = 60.0
@@ -35,7 +35,7 @@ TRANSIENT_SUBMIT_ERRORS = ("Socket timed out", "Unable to contact slurm controll
                            "timed out", "Communication connection failure", "Slurm temporarily unable")
 
 
-class SlurmError(MadEngineError):
+class SlurmError(SchedulerError):
     """Slurm cannot be used: commands missing, submission failing after retries, status unknown for too long
     (exit code 1)."""
 

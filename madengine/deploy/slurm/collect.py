@@ -4,7 +4,7 @@ A job directory holds ``results/<node>/perf.csv`` (one per node, written by that
 the node's ``*.run.live.log`` files beside it. :func:`collect` reads every node's rows, stamps them with
 ``deployment_type=slurm``, ``nnodes`` and ``gpus_per_node``, adds one FAILURE row for each node that wrote none (a
 job killed by its time limit, cancelled, or failed before the model ran: the reason names the Slurm state), and
-appends them to perf.csv in one locked write (:func:`madengine.results.perf_csv.append_rows`).
+the shared loop (:mod:`madengine.deploy.contract`) appends them to perf.csv once.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from madengine.deploy.slurm.monitor import JobStatus
-from madengine.deploy.slurm.state import JobRecord
-from madengine.report.relative import append_with_relative_change
+from madengine.deploy.jobs import JobRecord, JobStatus
 from madengine.results.perf_csv import PERF_CSV_HEADER, PerfRow, read_rows
 
 
@@ -60,15 +58,4 @@ def rows_for_job(record: JobRecord, status: JobStatus) -> list[PerfRow]:
         template = PerfRow(model=record.model, status="FAILURE", reason=reason, docker_image=record.docker_image,
                            docker_file=record.docker_file, **stamp)
         rows.extend(template.model_copy() for _ in range(missing or record.nnodes))
-    return rows
-
-
-def collect(record: JobRecord, status: JobStatus, output: Path) -> list[PerfRow]:
-    """Append the job's rows (:func:`rows_for_job`) to ``output`` and return them.
-
-    Raises:
-        PerfCsvError: ``output`` has a foreign header, or a node's perf.csv is malformed.
-    """
-    rows = rows_for_job(record, status)
-    append_with_relative_change(output, rows)
     return rows
