@@ -88,6 +88,7 @@ class ContextModel(BaseModel):
 
 
 KNOWN_KEYS = tuple(ContextModel.model_fields)
+_NOTICES_SHOWN: set[str] = set()
 
 
 def parse_context_text(text: str, source: str) -> dict[str, Any]:
@@ -158,10 +159,20 @@ def _near_miss(key: str) -> str | None:
 def validate_context(raw: Mapping[str, Any], source: str = "context") -> dict[str, Any]:
     """Check a merged context and return it normalised (``gpu_vendor`` upper-cased, numbers in env maps as strings).
 
+    Other generations' keys are mapped first (:mod:`madengine.context_aliases`: madengine v1's ``multi_node_args``,
+    v2's ``slurm.time_limit``, ``k8s.gpu_count``, ...), with one notice each.
+
     Raises:
-        ConfigError: a near-miss key ("did you mean"), or a known key with a wrong type (names the key and the
-            expected type).
+        ConfigError: a near-miss key ("did you mean"), a known key with a wrong type (names the key and the
+            expected type), or a refused or conflicting alias (names the key to use).
     """
+    from madengine import console, context_aliases
+
+    raw, notes = context_aliases.normalize(dict(raw))
+    for note in notes:
+        if note not in _NOTICES_SHOWN:
+            _NOTICES_SHOWN.add(note)
+            console.progress(note)
     for key in raw:
         suggestion = _near_miss(key)
         if suggestion:

@@ -38,6 +38,26 @@ from pydantic import BaseModel, ConfigDict, Field
 from madengine.errors import ConfigError
 
 FILE_NAME = "jobs.json"
+#: Which rows a multi-node job gives, the same on every target (Slurm nodes, Kubernetes pods, a plugin's jobs).
+MULTI_NODE_RULE = (
+    "Every node runs the same step script, and every node's rows land in perf.csv with machine_name = the node "
+    "(Slurm node, Kubernetes pod) and node_rank in the run summary: one row per result it printed (performance "
+    "line or multiple_results CSV). The job's result is taken from the ranks that printed it: a node that ran "
+    "cleanly but printed no performance line for a model that another rank did report gives no row (e.g. torchrun "
+    "workers when rank 0 prints). A node that failed, timed out, showed an error marker, or printed nothing for a "
+    "model no rank reported gives a FAILURE row naming the reason; a node that never ran (cancelled, time limit, "
+    "never scheduled) gives a FAILURE row naming the scheduler's state."
+)
+
+
+def job_rows(rows: list[Any]) -> list[Any]:
+    """Apply :data:`MULTI_NODE_RULE` to the rows of all nodes of one job (PerfRow objects, rank by rank): drop the
+    clean "no performance line" rows of models that another rank reported."""
+    from madengine.workflow.output import NO_PERFORMANCE
+
+    reported = {r.model for r in rows if r.status == "SUCCESS"}
+    return [r for r in rows if not (r.status == "FAILURE" and r.reason.endswith(NO_PERFORMANCE)
+                                    and r.model in reported)]
 STATUSES = ("pending", "running", "completed", "failed", "cancelled", "timeout", "unknown")
 TERMINAL = frozenset({"completed", "failed", "cancelled", "timeout"})
 

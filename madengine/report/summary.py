@@ -37,7 +37,7 @@ SUMMARY_SCHEMA = "madengine-run-summary/1"
 
 #: perf.csv columns copied into each summary entry as text.
 _TEXT_FIELDS = ("metric", "n_gpus", "nnodes", "gpus_per_node", "launcher", "deployment_type", "gpu_architecture",
-                "docker_file", "docker_image", "machine_name")
+                "docker_file", "docker_image", "machine_name", "node_rank")
 
 
 class SummaryEntry(BaseModel):
@@ -63,6 +63,7 @@ class SummaryEntry(BaseModel):
     docker_file: str = ""
     docker_image: str = ""
     machine_name: str = ""
+    node_rank: str = ""
     build_duration: float | None = None
     test_duration: float | None = None
     log: str = ""

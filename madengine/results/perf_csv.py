@@ -44,7 +44,9 @@ _STATUSES = get_args(Status)
 class PerfRow(BaseModel):
     """One perf.csv row: every column of :data:`PERF_CSV_HEADER` as a string (default ``""``), plus ``reason``.
 
-    ``status`` is required. Numbers given for any column are written with ``str()`` (durations are seconds,
+    ``status`` is required; ``node_rank`` names the node of a multi-node job the row came from (like ``reason``, it
+    is reported in the run summary, never written to perf.csv). Numbers given for any column are written with
+    ``str()`` (durations are seconds,
     ``performance`` is in the unit named by ``metric``); ``None`` becomes ``""``; a ``tags`` list is joined with
     ``","`` as madengine does. ``reason`` says why a row is FAILURE/SKIPPED; perf.csv has no column for it (adding
     one would break madengine's readers), so it is never written: callers report it (console, JSON summary).
@@ -82,6 +84,7 @@ class PerfRow(BaseModel):
     build_number: str = ""
     additional_docker_run_options: str = ""
     reason: str = ""
+    node_rank: str = ""
 
     @field_validator("*", mode="before")
     @classmethod
@@ -94,7 +97,7 @@ class PerfRow(BaseModel):
         return _flatten_tags(value)
 
     def to_csv_dict(self) -> dict[str, str]:
-        """The row as ``{column: value}`` in :data:`PERF_CSV_HEADER` order, without ``reason``."""
+        """The row as ``{column: value}`` in :data:`PERF_CSV_HEADER` order, without ``reason`` and ``node_rank``."""
         return {name: getattr(self, name) for name in PERF_CSV_HEADER}
 
 

@@ -71,7 +71,8 @@ def workflow(c: Any, target: str | None, workflow_options: WorkflowOptions, opti
         hub = opts["hub"]
     summary = api.run(manifest, ctx, target=target, hub=hub, output=opts["output"], options=options,
                       target_options=target_options)
-    if not options.skip_model_run:
+    submitted_only = any((target_options or {}).get(k) for k in ("dry_run", "no_wait"))
+    if not options.skip_model_run and not submitted_only:
         say(f"{len(summary.rows)} row(s) appended to {summary.output}")
     if w.summary_output:
         from madengine.report.summary import write_summary

@@ -20,6 +20,9 @@ from madengine.results.perf_parse import (
 from madengine.workflow.credentials import Masker
 from madengine.workflow.plan import RunRequest
 
+#: The reason of a row whose model ran fine but printed no performance line.
+NO_PERFORMANCE = "no 'performance: <value> <metric>' line"
+
 
 def _lines(path: Path) -> Iterator[str]:
     """The file's lines, decoded leniently (invalid UTF-8 replaced); none when it does not exist."""
@@ -87,7 +90,7 @@ def rows_from_output(req: RunRequest, row: PerfRow, output: str | Path, model_di
     if parsed and marker is None:
         return [row.model_copy(update={"performance": parsed[0], "metric": parsed[1], "status": "SUCCESS"})]
     update: dict[str, Any] = {"status": "FAILURE",
-                              "reason": f"log shows: {marker}" if marker else "no 'performance: <value> <metric>' line"}
+                              "reason": f"log shows: {marker}" if marker else NO_PERFORMANCE}
     if parsed:
         update.update(performance=parsed[0], metric=parsed[1])
     return [row.model_copy(update=update)]

@@ -391,3 +391,37 @@ def test_env_values_stay_literal() -> None:
     env = {e["name"]: e.get("value") for e in _job(run)["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["EXAMPLE_K"] == "pre-$$(MAD_MODEL_NAME)-post"
     assert env["GPUS_PER_NODE"] == "0"
+
+
+def _bundle_log(model_out: str, rc: int = 0) -> str:
+    """A pod log ending in a results bundle, as the step script prints it."""
+    import base64
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, text in ((".madengine/steps.tsv", f"model\t{rc}\t0\t1.0\t3.5\n"),
+                           (".madengine/model.out", model_out)):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return f"{model_out}{wscript.BUNDLE_BEGIN}\n{base64.b64encode(buf.getvalue()).decode()}\n{wscript.BUNDLE_END}\n"
+
+
+def test_rows_from_every_pod_follow_the_multi_node_rule(tmp_path: Path) -> None:
+    """Rank 0 reports, rank 1 ran cleanly without a result (dropped), rank 2 failed, rank 3 never ran: rows carry
+    the pod and its rank (madengine.deploy.jobs.MULTI_NODE_RULE, as on Slurm)."""
+    run = make_run("dummy")
+    run.request.work_root = run.request.log_dir = tmp_path
+    pods = [watch.PodState(f"job-{i}", "Succeeded", index=i, created=float(i)) for i in range(4)]
+    logs = {"job-0": _bundle_log("performance: 42 samples_per_second\n"), "job-1": _bundle_log("worker done\n"),
+            "job-2": _bundle_log("boom\n", rc=2)}
+    rows = collect.rows_from_pods(run.request, run.run_plan, pods, logs, None)
+    assert [(r.status, r.machine_name, r.node_rank) for r in rows] == [
+        ("SUCCESS", "job-0", "0"), ("FAILURE", "job-2", "2"), ("FAILURE", "job-3", "3")]
+    assert rows[0].performance == "42" and rows[0].test_duration == "2.50"
+    assert rows[1].reason == "run command exited with code 2"
+    assert rows[2].reason.startswith("pod job-3 (rank 3): the pod log holds no results bundle")
+    assert (tmp_path / "k8s-pods" / "job-2").is_dir()  # other ranks' artifacts apart from rank 0's

@@ -275,3 +275,25 @@ def test_time_limit_gives_timeout(slurm_hub: Path, no_leftovers) -> None:
     assert len(rows) == 2 and {r["status"] for r in rows} == {"FAILURE"}
     time.sleep(3)
 
+
+
+def test_multi_node_rule_result_from_the_rank_that_printed_it(slurm_hub: Path, no_leftovers) -> None:
+    """madengine.deploy.jobs.MULTI_NODE_RULE on a real 2-node job: rank 0 prints the result, rank 1 runs cleanly and
+    prints none (a torchrun worker): one SUCCESS row from rank 0, no FAILURE row; a rank that fails is a FAILURE
+    row naming its node."""
+    script = slurm_hub / "scripts" / "rank0_only" / "run.sh"
+    script.parent.mkdir(parents=True)
+    script.write_text('#!/bin/bash\nif [ "${NODE_RANK:-0}" = 0 ]; then echo "performance: 7 items_per_second"; '
+                      'elif [ -n "${FAIL_RANK1:-}" ]; then echo "rank 1 broke"; exit 9; fi\n')
+    models = json.loads((slurm_hub / "models.json").read_text())
+    models.append({"name": "rank0_only", "dockerfile": "docker/dummy", "scripts": "scripts/rank0_only/run.sh",
+                   "n_gpus": "1", "tags": ["rank0_only"], "args": ""})
+    (slurm_hub / "models.json").write_text(json.dumps(models))
+    res = madengine("run.slurm", "--tags", "rank0_only", "--nodes", "2", "--additional-context", CTX, cwd=slurm_hub)
+    assert res.rc == 0, res.text
+    rows = [r for r in read_perf(slurm_hub / "perf.csv") if r["model"] == "rank0_only"]
+    assert [(r["status"], r["performance"], r["machine_name"]) for r in rows] == [("SUCCESS", "7", "n1")]
+    failing = json.dumps({**json.loads(CTX), "docker_env_vars": {"FAIL_RANK1": "1"}})
+    res = madengine("run.slurm", "--tags", "rank0_only", "--nodes", "2", "--additional-context", failing,
+                    cwd=slurm_hub)
+    assert res.rc == 3 and "node n2: run command exited with code 9" in res.err, res.text

@@ -73,3 +73,16 @@ def test_docker_run_options() -> None:
         parse_run_options("--rm")
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_run_options("-e A")
+
+
+def test_multi_node_rule_keeps_every_failure_and_the_reported_results() -> None:
+    from madengine.deploy.jobs import job_rows
+    from madengine.results.perf_csv import PerfRow
+    from madengine.workflow.output import NO_PERFORMANCE
+
+    rows = [PerfRow(model="m", status="SUCCESS", performance="7", node_rank="0"),
+            PerfRow(model="m", status="FAILURE", reason=f"node n2: {NO_PERFORMANCE}", node_rank="1"),
+            PerfRow(model="m", status="FAILURE", reason="node n3: run command exited with code 9", node_rank="2"),
+            PerfRow(model="q", status="FAILURE", reason=NO_PERFORMANCE, node_rank="0")]
+    kept = job_rows(rows)
+    assert [(r.model, r.node_rank) for r in kept] == [("m", "0"), ("m", "2"), ("q", "0")]

@@ -61,6 +61,27 @@ class ModelRun:
     image_key: str = ""
 
 
+def size_from_launcher(cfg: K8sConfig, ctx: dict[str, Any], flags: dict[str, Any]) -> K8sConfig:
+    """Pods and GPUs per pod from the context's launcher plan when neither ``k8s.nnodes``/``--nnodes`` nor
+    ``k8s.gpus``/``--gpus`` says (as Slurm sizes its allocation): a 2-node torchrun context makes 2 pods, never 1.
+
+    Raises:
+        ConfigError: an invalid launcher plan.
+    """
+    from madengine import launchers
+
+    if launchers.launcher_name(ctx) is None:
+        return cfg
+    given = set(ctx.get("k8s") or {}) | {k for k, v in flags.items() if v is not None and v is not False}
+    plan = launchers.resolve(ctx, nodes=cfg.nnodes if "nnodes" in given else None)
+    update: dict[str, Any] = {}
+    if "nnodes" not in given and plan.nodes != cfg.nnodes:
+        update["nnodes"] = plan.nodes
+    if "gpus" not in given and cfg.gpus is None and plan.gpus_per_node:
+        update["gpus"] = plan.gpus_per_node
+    return cfg.model_copy(update=update) if update else cfg
+
+
 def _vendor(cfg: K8sConfig, ctx: dict[str, Any]) -> str:
     return cfg.gpu_vendor or str(ctx.get("gpu_vendor") or "AMD").lower()
 
@@ -281,7 +302,8 @@ class K8sTarget:
             flags = dict(request.target_options)
             for key in ("gpus", "nnodes"):
                 flags[key] = int_flag(flags.get(key), f"--{key.replace('_', '-')}")
-            self.cfg = resolve(request.manifest.deployment_config.get("k8s"), request.ctx.get("k8s"), flags)
+            self.cfg = size_from_launcher(resolve(request.manifest.deployment_config.get("k8s"),
+                                                  request.ctx.get("k8s"), flags), request.ctx, flags)
             self.dry_run, self.wait = self.cfg.dry_run, self.cfg.wait
 
     @classmethod
@@ -387,8 +409,8 @@ class K8sTarget:
         return self._poll(job_ids)
 
     def collect(self, record: JobRecord, status: JobStatus) -> list[PerfRow]:
-        """Save every pod's log, read the rows from rank 0's results bundle, then delete the Job (unless
-        ``keep_job``)."""
+        """Save every pod's log, read the rows of every pod's results bundle (:func:`.collect.rows_from_pods`), then
+        delete the Job (unless ``keep_job``)."""
         run = self.runs[record.job_id]
         plan, req = run.plan, run.request
         outcome = (self._poll.outcomes.get(record.job_id) if self._poll else None) or \
@@ -401,7 +423,10 @@ class K8sTarget:
             text = logs.get(main.name, "") if main else ""
             (req.log_dir / f"{run.log_base}.run.live.log").write_text(
                 req.masker.text(script.split_bundle(text)[0]), encoding="utf-8")
-            return collect.rows_from_log(req, run.run_plan, text, outcome)
+            latest = {}  # a retried pod (backoff_limit > 0): the newest of each rank
+            for pod in sorted(pods, key=lambda p: p.created):
+                latest[pod.index] = pod
+            return collect.rows_from_pods(req, run.run_plan, list(latest.values()), logs, outcome)
         finally:
             if not self.cfg.keep_job:
                 _cleanup(self.api, run)

@@ -9,10 +9,12 @@ rows came from, as ``run.local`` names it); artifacts as with ``run.local`` (``<
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from madengine.deploy.jobs import job_rows
 from madengine.deploy.k8s import client
 from madengine.deploy.k8s.objects import JOB_LABEL
 from madengine.deploy.k8s.watch import Outcome, PodState, pod_state
@@ -59,22 +61,46 @@ def rank0(pods: list[PodState]) -> PodState | None:
     return max(pool, key=lambda p: p.created) if pool else None
 
 
-def rows_from_log(req: RunRequest, plan: Plan, log_text: str, outcome: Outcome | None) -> list[PerfRow]:
+def rows_from_log(req: RunRequest, plan: Plan, log_text: str, outcome: Outcome | None,
+                  pod: PodState | None = None) -> list[PerfRow]:
     """Perf rows of one pod from its log: the results bundle is unpacked into a workspace under ``req.work_root``
     and read like a local run's (:func:`madengine.workflow.steps.finish`: rows, artifacts, workspace removal). A
     log without a bundle (the pod never ran the script, was stopped, or its log was cut) gives one FAILURE row with
-    the Job's reason. ``outcome`` ``None`` means "completed" (tests on saved logs).
+    the Job's reason. ``outcome`` ``None`` means "completed" (tests on saved logs). With ``pod``, the rows carry its
+    name (``machine_name``) and completion index (``node_rank``).
     """
     _text, bundle = script.split_bundle(log_text)
+    where = {"machine_name": pod.name, "node_rank": str(pod.index)} if pod is not None else {}
     if bundle is None:
         if outcome is not None and not outcome.ok:
             reason = outcome.summary() or outcome.state
         else:
             reason = "the pod log holds no results bundle (the step script did not finish, or the log was cut)"
-        return [plan.row.model_copy(update={"status": "FAILURE", "reason": reason})]
-    workspace = req.work_root / ".madengine" / "work" / f"k8s_{plan.log_base}-{req.run_id[:8]}"
+        if pod is not None:
+            reason = f"pod {pod.name} (rank {pod.index}): {reason}"
+        return [plan.row.model_copy(update={"status": "FAILURE", "reason": reason, **where})]
+    suffix = f"-{pod.name}" if pod is not None else ""
+    workspace = req.work_root / ".madengine" / "work" / f"k8s_{plan.log_base}-{req.run_id[:8]}{suffix}"
     script.unpack_bundle(bundle, workspace)
-    return steps.finish(req, plan, workspace)
+    return [r.model_copy(update=where) for r in steps.finish(req, plan, workspace)]
+
+
+def rows_from_pods(req: RunRequest, plan: Plan, pods: list[PodState], logs: dict[str, str],
+                   outcome: Outcome | None) -> list[PerfRow]:
+    """The rows of a Job: every pod's (:func:`rows_from_log`), rank by rank — the same rule as every Slurm node's
+    rows (:data:`madengine.deploy.jobs.MULTI_NODE_RULE`). Rank 0's artifacts go where ``run.local`` puts them; the
+    other ranks' under ``<log dir>/k8s-pods/<pod>/``. A Job without pods is one FAILURE row."""
+    if not pods:
+        return rows_from_log(req, plan, "", outcome)
+    if len(pods) == 1:
+        return rows_from_log(req, plan, logs.get(pods[0].name, ""), outcome)
+    found: list[PerfRow] = []
+    for pod in sorted(pods, key=lambda p: (p.index, p.created)):
+        pod_req = req if pod.index == 0 else dataclasses.replace(req, log_dir=req.log_dir / "k8s-pods" / pod.name,
+                                                                 artifacts=[])
+        pod_req.log_dir.mkdir(parents=True, exist_ok=True)
+        found += rows_from_log(pod_req, plan, logs.get(pod.name, ""), outcome, pod)
+    return job_rows(found)
 
 
 def duration(outcome: Outcome, fallback: float) -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from madengine.deploy.jobs import JobRecord, JobStatus
+from madengine.deploy.jobs import JobRecord, JobStatus, job_rows
 from madengine.results.perf_csv import PERF_CSV_HEADER, PerfRow, read_rows
 
 
@@ -33,24 +33,41 @@ def node_results(local_dir: Path) -> dict[str, list[dict[str, str]]]:
     return found
 
 
+def _reasons(summary: Path, count: int) -> list[str]:
+    """The reasons of a node's rows from its run summary (same order as its perf.csv); blanks when unreadable."""
+    import json
+
+    try:
+        entries = json.loads(summary.read_text(encoding="utf-8")).get("models") or []
+    except (OSError, ValueError, AttributeError):
+        entries = []
+    found = [str(e.get("reason") or "") for e in entries if isinstance(e, dict)]
+    return found if len(found) == count else [""] * count
+
+
 def rows_for_job(record: JobRecord, status: JobStatus) -> list[PerfRow]:
-    """The perf rows of one finished job (see the module docstring); never empty for a finished job."""
+    """The perf rows of one finished job (see the module docstring and :func:`madengine.deploy.jobs.MULTI_NODE_RULE`);
+    never empty for a finished job."""
     local_dir = Path(record.local_dir)
     stamp = {"deployment_type": "slurm", "nnodes": str(record.nnodes), "gpus_per_node": str(record.gpus_per_node)}
     rows: list[PerfRow] = []
     per_node = node_results(local_dir)
     for node, node_rows in per_node.items():
-        for raw in node_rows:
+        node_dir = local_dir / "results" / node
+        reasons = _reasons(node_dir / "run-summary.json", len(node_rows))
+        rank_file = node_dir / "node_rank"
+        for raw, reason in zip(node_rows, reasons, strict=True):
             values: dict[str, Any] = {k: raw.get(k, "") for k in PERF_CSV_HEADER}
             values.update(stamp)
             if values["status"] not in ("SUCCESS", "FAILURE", "SKIPPED"):
                 values["status"] = "FAILURE"
-            if not values["machine_name"]:
-                values["machine_name"] = node
+            values["machine_name"] = node
+            values["node_rank"] = rank_file.read_text().strip() if rank_file.is_file() else ""
             row = PerfRow(**values)
             if row.status == "FAILURE":
-                row.reason = f"node {node}: see {local_dir / 'results' / node}"
+                row.reason = f"node {node}: {reason or 'see ' + str(node_dir)}"
             rows.append(row)
+    rows = job_rows(rows)
     missing = max(0, record.nnodes - len(per_node))
     if missing or not rows:
         reason = (f"slurm {status.describe()}: {missing or record.nnodes} node(s) wrote no perf row; "
