@@ -236,16 +236,29 @@ def test_status_query_outage_never_reports_success(slurm_hub: Path, tmp_path: Pa
 
 
 def test_cluster_over_ssh(slurm_hub: Path, login_node, no_leftovers) -> None:
+    """Over SSH the run reads the hub parts it needs on the cluster: pre-scripts, scripts/common, a site tool
+    catalogue, and credential.json (mode 0600)."""
+    (slurm_hub / "credential.json").write_text(json.dumps({"SOME_CRED": {"password": "s3cret-over-ssh"}}))
+    hook = slurm_hub / "scripts" / "hooks" / "pre.sh"
+    hook.parent.mkdir(parents=True)
+    hook.write_text('echo "REMOTE-PRE-RAN"\n')
+    (slurm_hub / "site-tools.yaml").write_text(json.dumps({"site_env": {"env_vars": {"SITE_TOOL": "yes"}}}))
+    ctx = json.dumps({**json.loads(CTX), "pre_scripts": [{"path": "scripts/hooks/pre.sh"}],
+                      "tools": [{"name": "site_env"}]})
     res = madengine("run.slurm", "--manifest-file", "probe.json", "--nodes", "2", "--cluster", "local/loopback",
-                    "--additional-context", CTX, cwd=slurm_hub)
+                    "--tools-config", "site-tools.yaml", "--additional-context", ctx, cwd=slurm_hub)
     assert res.rc == 0, res.text
-    assert "ssh root@127.0.0.1:2222" in res.err
+    assert "ssh root@127.0.0.1:2222" in res.err and "s3cret-over-ssh" not in res.text
     rows = _probe_rows(slurm_hub)
     assert sorted(r["performance"] for r in rows) == ["1", "2"]
     job_dir = latest_job_dir(slurm_hub, "slurm_probe")
     logs = _node_logs(job_dir)  # fetched back from the login node
-    assert "MASTER_ADDR=n1" in logs["n2"]
+    assert "MASTER_ADDR=n1" in logs["n2"] and all("REMOTE-PRE-RAN" in text for text in logs.values())
     assert list(job_dir.glob("slurm-*.out"))
+    remote = Path("/tmp/madengine-remote") / job_dir.parent.name  # the loopback cluster's work_dir, this host
+    assert (remote / "hub" / "credential.json").stat().st_mode & 0o777 == 0o600
+    assert (remote / "hub" / "scripts" / "hooks" / "pre.sh").is_file()
+    assert list((remote / "tools").glob("*-site-tools.yaml"))
 
 
 def test_cluster_unknown_host_key_is_refused(slurm_hub: Path, login_node, tmp_path: Path) -> None:
