@@ -16,6 +16,11 @@ into the registry's ``deploy(request)`` function; :func:`run` is the loop writte
 4. Ctrl-C (or SIGTERM/SIGHUP) cancels the jobs still open; an error after submission names the submitted jobs.
 
 :func:`status`, :func:`logs` and :func:`cancel` reattach to a recorded job of any target (``inv jobs.*``).
+
+A multi-node target gives every node ``MASTER_ADDR``, ``NODE_RANK``, ``NNODES`` and ``MAD_NODE_HOSTS`` (the nodes'
+addresses, comma-separated, in rank order) in the model's environment; the launchers name and rank nodes from these
+alone (:func:`madengine.launchers.render_for_node`). Every node's rows follow
+:data:`madengine.deploy.jobs.MULTI_NODE_RULE`.
 """
 
 from __future__ import annotations

@@ -126,10 +126,11 @@ def render(plan: LaunchPlan, node_rank: int, *, master_addr: str, deployment: st
 def render_for_node(plan: LaunchPlan, env: Mapping[str, str]) -> dict[str, str]:
     """:func:`render` for the node this process runs on, from its environment.
 
-    Reads ``MASTER_ADDR`` (default ``localhost``), ``NODE_RANK`` (else ``SLURM_NODEID``, else
-    ``JOB_COMPLETION_INDEX``, else 0), ``NNODES`` (checked against the plan), ``MAD_DEPLOYMENT_TYPE`` (default
-    ``local``) and the node list (``MAD_NODE_HOSTS`` comma list, else ``SLURM_JOB_NODELIST``, else pods
-    ``<job>-<i>.<service>`` derived from a Kubernetes ``MASTER_ADDR``).
+    Reads what the target gives every node (:class:`madengine.deploy.contract.Target`): ``MASTER_ADDR`` (default
+    ``localhost``), ``NODE_RANK`` (else ``SLURM_NODEID``, else ``JOB_COMPLETION_INDEX``, else 0), ``NNODES`` (checked
+    against the plan), ``MAD_DEPLOYMENT_TYPE`` (default ``local``) and the nodes' addresses in rank order
+    (``MAD_NODE_HOSTS``, comma-separated; else ``SLURM_JOB_NODELIST`` for jobs started by hand under Slurm). The
+    launchers never guess a target's naming.
 
     Raises:
         ConfigError: ``NNODES`` differs from the plan's nodes, a non-numeric rank, or see :func:`render`.
@@ -150,8 +151,6 @@ def render_for_node(plan: LaunchPlan, env: Mapping[str, str]) -> dict[str, str]:
         hosts = [h.strip() for h in env["MAD_NODE_HOSTS"].split(",") if h.strip()]
     elif env.get("SLURM_JOB_NODELIST"):
         hosts = expand_nodelist(env["SLURM_JOB_NODELIST"])
-    elif deployment == "k8s" and (m := re.match(r"^(.+)-0\.(.+)$", master)):
-        hosts = [f"{m.group(1)}-{i}.{m.group(2)}" for i in range(plan.nodes)]
     if hosts:
         hosts[0] = master
     return render(plan, int(raw_rank), master_addr=master, deployment=deployment, hosts=hosts)

@@ -188,12 +188,15 @@ def entry_script(plan: JobPlan) -> str:
 
 def distributed_env(plan: JobPlan) -> dict[str, str]:
     """The distributed contract (as with SLURM): MASTER_ADDR, MASTER_PORT, NNODES, WORLD_SIZE, GPUS_PER_NODE; and
-    NODE_RANK for single-node runs (multi-node pods get it from their completion index)."""
+    NODE_RANK for single-node runs (multi-node pods get it from their completion index, and MAD_NODE_HOSTS, every
+    pod's DNS name in rank order)."""
     per_node = max(plan.gpus, 1)  # ranks per node: one per GPU, one on a CPU node
     env = {"MASTER_ADDR": plan.master_addr, "MASTER_PORT": str(plan.config.master_port),
            "NNODES": str(plan.nnodes), "WORLD_SIZE": str(plan.nnodes * per_node), "GPUS_PER_NODE": str(plan.gpus)}
     if plan.nnodes == 1:
         env["NODE_RANK"] = "0"
+    else:  # how the launchers name the nodes (every pod's stable DNS name, rank order)
+        env["MAD_NODE_HOSTS"] = ",".join(f"{plan.job_name}-{i}.{plan.service_name}" for i in range(plan.nnodes))
     return env
 
 
