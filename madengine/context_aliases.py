@@ -31,7 +31,7 @@ REFUSED: dict[tuple[str, str], str] = {
                          "mount it with docker_mounts / k8s.volumes / k8s.data_pvc",
 }
 LAUNCHER_SECTIONS = ("torchrun", "deepspeed", "vllm", "sglang")
-_GRES = re.compile(r"^gpu(?::[A-Za-z0-9_.-]+)?:(\d+)$")
+_GRES = re.compile(r"^gpu(?::([A-Za-z0-9_.-]+))?:(\d+)$")
 
 
 def _where(section: str, key: str) -> str:
@@ -85,8 +85,10 @@ def _slurm(ctx: dict[str, Any], notes: list[str]) -> None:
         if not match:
             raise ConfigError(f"context key 'slurm.gres' ({gres!r}): madengine understands gpu[:type]:N; for other "
                               "resources add --gres=... to slurm.sbatch_args")
-        _set(ctx, "slurm", "gpus_per_node", int(match.group(1)), "slurm.gres", notes)
+        _set(ctx, "slurm", "gpus_per_node", int(match.group(2)), "slurm.gres", notes)
         slurm["gres_gpu"] = True
+        if match.group(1):
+            _set(ctx, "slurm", "gpu_type", match.group(1), "slurm.gres (type)", notes)
 
 
 def _k8s(ctx: dict[str, Any], notes: list[str]) -> None:

@@ -264,6 +264,8 @@ def status(job_id: str, output: str | Path) -> tuple[JobRecord, JobStatus, list[
     """
     record, target = attach(job_id, output)
     try:
+        if record.collected:  # its rows are in perf.csv; the scheduler may have forgotten (or deleted) the job
+            return record, JobStatus(record.job_id, record.status, record.status.upper(), "collected"), []
         current = _status_of(target, record)
         rows: list[PerfRow] = []
         if current.terminal:

@@ -57,8 +57,9 @@ def relative_change(previous_rows: Iterable[Mapping[str, Any] | Any], row: Mappi
 
 
 def append_with_relative_change(path: str | Path, rows: Sequence[Any]) -> None:
-    """Fill each new row's ``relative_change`` against the runs already in the perf.csv at ``path`` (and the earlier
-    rows of this call), then append them with :func:`madengine.results.perf_csv.append_rows` (one locked write).
+    """Fill each new row's ``relative_change`` against the runs already in the perf.csv at ``path`` (never against
+    the other rows of this call: the nodes of one multi-node job are one run), then append them with
+    :func:`madengine.results.perf_csv.append_rows` (one locked write).
 
     Raises:
         PerfCsvError: the file cannot be appended to (foreign header, not writable).
@@ -69,5 +70,4 @@ def append_with_relative_change(path: str | Path, rows: Sequence[Any]) -> None:
     previous: list[Any] = read_rows(target) if target.is_file() else []
     for row in rows:
         row.relative_change = relative_change(previous, row)
-        previous.append(row)
     append_rows(target, rows)

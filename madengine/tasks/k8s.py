@@ -43,6 +43,7 @@ K8S_HELP = {
     "follow": "keep printing the log until the pod ends",
     "json": "print the status as JSON",
     "output": "perf.csv of the run that created the Job (a Job recorded there is collected once it has ended)",
+    "hub": "model hub whose credential.json names the secrets to mask (default: the current directory)",
 }
 
 run_k8s = run_task("k8s", "k8s", "Run models as Kubernetes Jobs (--tags builds first), then collect status, logs "
@@ -87,13 +88,25 @@ def status(c, job, namespace=None, kubeconfig=None, context=None, json=False, ou
 
 
 @mad_task(help=K8S_HELP)
-def logs(c, job, namespace=None, kubeconfig=None, context=None, follow=False):
-    """Print the logs of a Job's pods (--follow streams the newest pod's log until it ends)."""
-    from madengine.deploy.k8s import collect
+def logs(c, job, namespace=None, kubeconfig=None, context=None, follow=False, output=None, hub=None):
+    """Print the logs of a Job's pods, secrets masked (--follow streams the newest pod's log until it ends)."""
+    from pathlib import Path
 
+    from madengine import settings
+    from madengine.deploy import jobs as jobs_mod
+    from madengine.deploy.k8s import collect
+    from madengine.tasks import jobs
+    from madengine.workflow import credentials
+
+    record = jobs_mod.load(jobs_mod.state_path(jobs.output_of(c, output))).get(str(job))
+    if record is not None and record.target == "k8s":
+        jobs.logs(c, job, output, follow)  # planned again from its record: masked with its run's credentials
+        return
+    creds = credentials.load(Path(settings.resolve(c.config.get("madengine"), hub=hub)["hub"]))
+    masker = credentials.Masker(credentials.secret_values(creds))
     api, ns = _connect(namespace, kubeconfig, context)
     try:
-        collect.print_logs(api, ns, str(job), follow=follow, write=say)
+        collect.print_logs(api, ns, str(job), follow=follow, write=say, mask=masker.text)
     finally:
         api.close()
 

@@ -195,7 +195,8 @@ def resolve(dataname: str, config: Mapping[str, Any], *, hub: Path, creds: Mappi
     """
     entry = config.get(dataname)
     if not isinstance(entry, Mapping) or not entry:
-        raise ConfigError(f"model data {dataname!r} is not defined in data.json (or the context's 'data' key)")
+        raise ConfigError(f"model data {dataname!r} is not defined in the data config (data.json or --data-config) "
+                          "nor in the context's 'data' key")
     unknown = [k for k in entry if k not in PROVIDER_ORDER]
     if unknown:
         raise ConfigError(f"data.json: {dataname!r}: unknown provider type {unknown[0]!r}; known: "
@@ -222,7 +223,8 @@ def for_cluster(dataname: str, config: Mapping[str, Any], *, hub: Path, target: 
     """
     entry = config.get(dataname)
     if not isinstance(entry, Mapping) or not entry:
-        raise ConfigError(f"model data {dataname!r} is not defined in data.json (or the context's 'data' key)")
+        raise ConfigError(f"model data {dataname!r} is not defined in the data config (data.json or --data-config) "
+                          "nor in the context's 'data' key")
     for kind in ("custom", "local"):
         provider = entry.get(kind)
         if not isinstance(provider, Mapping):

@@ -24,6 +24,20 @@ class RunSetup:
     data_config: dict[str, Any]
     sys_env: bool
 
+    def check_data(self, models: Sequence[dict[str, Any]], source: str = "data.json") -> None:
+        """Every model's ``data`` is defined (in ``source`` or the context's ``data`` key), before anything runs.
+
+        Raises:
+            ConfigError: names the model, the data name and where it was looked for.
+        """
+        from madengine.errors import ConfigError
+
+        for model in models:
+            name = str(model.get("data") or "")
+            if name and name not in self.data_config:
+                raise ConfigError(f"model {model['name']!r}: data {name!r} is not defined in {source} nor in the "
+                                  "context's 'data' key; add it there (or pass --data-config FILE)")
+
     def cred_env(self, model: dict[str, Any]) -> dict[str, str]:
         """The ``<CRED>_<KEY>`` variables of the model's ``cred`` block (empty without one).
 
@@ -36,11 +50,16 @@ class RunSetup:
 def load(hub: Path, ctx: dict[str, Any], *, tools_config: Sequence[str] = (), data_config: str = "data.json",
          sys_env_details: bool | None = None) -> RunSetup:
     """Load the shared parts of a run. ``sys_env_details`` ``None`` means the context's ``gen_sys_env_details``
-    (default on).
+    (default on); ``data_config`` is a file in the hub (``data.json`` may be absent, any other must exist).
 
     Raises:
-        ConfigError: an unknown tool, a missing or malformed ``--tools-config``, credential.json or data.json.
+        ConfigError: an unknown tool, a missing or malformed ``--tools-config``, ``--data-config``, credential.json or
+            data.json.
     """
+    from madengine.errors import ConfigError
+
+    if data_config != "data.json" and not (hub / data_config).is_file():
+        raise ConfigError(f"--data-config: {hub / data_config} does not exist (the file is looked up in the hub)")
     tool_plan = tools.plan(ctx.get("tools") or [], tools.load_catalogue(tools_config))
     creds = credentials.load(hub)
     sys_env = sys_env_details if sys_env_details is not None else ctx.get("gen_sys_env_details", True) is not False

@@ -80,6 +80,23 @@ def test_seed_on_k8s_dry_run(seed: Path, hub: Path) -> None:
     _golden(f"{seed.stem}.k8s.yaml", text)
 
 
+def test_typed_gres_keeps_its_gpu_type(hub: Path) -> None:
+    ctx = json.dumps({"gpu_vendor": "NONE", "slurm": {"gres": "gpu:mi300x:4"}})
+    res = madengine("run.slurm", "--manifest-file", str(_manifest(hub)), "--dry-run", "--additional-context", ctx,
+                    cwd=hub, timeout=120)
+    assert res.rc == 0, res.text
+    script = Path(next(line for line in res.out.splitlines() if line.endswith("job.sh")))
+    assert "#SBATCH --gres=gpu:mi300x:4\n" in script.read_text()
+
+
+def test_missing_data_config_is_refused_before_submitting(hub: Path) -> None:
+    for task in ("run.slurm", "run.k8s", "run.local"):
+        res = madengine(task, "--manifest-file", str(_manifest(hub)), "--dry-run" if task != "run.local" else
+                        "--skip-model-run", "--data-config", "nope.json", "--additional-context",
+                        '{"gpu_vendor": "NONE"}', cwd=hub, timeout=120)
+        assert res.rc == 4 and "--data-config:" in res.err and "nope.json does not exist" in res.err, res.text
+
+
 @pytest.mark.parametrize(("ctx", "message"), [
     ({"shared_data": "/nfs/data"}, "'shared_data' is not a madengine key: pass --force-mirror-local"),
     ({"slurm": {"ntasks_per_node": 8}}, "one task per node and the launcher starts the ranks"),

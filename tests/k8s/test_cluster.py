@@ -128,6 +128,7 @@ def test_no_wait_then_follow_logs_status_collects_once(k8s_api, k8s_ns, k8s_hub,
     rows = read_perf(tmp_path / "perf.csv")
     assert [(r["model"], r["status"], r["deployment_type"]) for r in rows] == [("dummy", "SUCCESS", "k8s")]
     again = madengine("jobs.status", jobs[0], "--output", str(tmp_path / "perf.csv"), cwd=tmp_path)
+    assert again.rc == 0 and "COMPLETED (collected)" in again.out, again.text  # the Job is gone; its record stays
     assert "appended" not in again.out and len(read_perf(tmp_path / "perf.csv")) == 1  # collected once only
     assert not any(wait_gone(k8s_api, k8s_ns).values())
 

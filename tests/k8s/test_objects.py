@@ -178,6 +178,7 @@ def test_configmap_too_large(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("k8s", "ctx", "pattern"), [
     ({"namespce": "x"}, None, r"'k8s.namespce' is not a k8s setting; did you mean 'namespace'"),
+    ({"namespace": "bad;ns$(id)"}, None, r"'k8s.namespace': 'bad;ns\$\(id\)' is not a namespace name"),
     ({"memory": "lots"}, None, r"'k8s.memory': 'lots' is not a Kubernetes quantity"),
     ({"volumes": [{"name": "a", "mount_path": "/a"}]}, None, r"k8s.volumes.0.*exactly one of pvc"),
     ({"tolerations": [{"key": "a", "opertor": "Exists"}]}, None,
@@ -425,3 +426,10 @@ def test_rows_from_every_pod_follow_the_multi_node_rule(tmp_path: Path) -> None:
     assert rows[1].reason == "run command exited with code 2"
     assert rows[2].reason.startswith("pod job-3 (rank 3): the pod log holds no results bundle")
     assert (tmp_path / "k8s-pods" / "job-2").is_dir()  # other ranks' artifacts apart from rank 0's
+
+
+def test_log_filter_masks_secrets_and_hides_the_bundle() -> None:
+    shown = collect.LogFilter(lambda t: t.replace("pw-123", "******"))
+    text = shown.feed("start pw-1") + shown.feed("23 ok\nperformance: 1 x\n" + wscript.BUNDLE_BEGIN + "\nQUJD\n")
+    text += shown.feed(wscript.BUNDLE_END + "\nafter\n") + shown.flush()
+    assert text == "start ****** ok\nperformance: 1 x\nafter\n"

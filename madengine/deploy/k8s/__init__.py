@@ -444,9 +444,11 @@ class K8sTarget:
                 cancel(self.api, str(record.details.get("namespace") or self.cfg.namespace), record.job_id)
 
     def logs(self, record: JobRecord, follow: bool, write: Callable[[str], None]) -> JobStatus:
-        """Every pod's log (:func:`.collect.print_logs`), then the Job's status."""
+        """Every pod's log, secrets masked (:func:`.collect.print_logs`), then the Job's status."""
         namespace = str(record.details.get("namespace") or self.cfg.namespace)
-        collect.print_logs(self.api, namespace, record.job_id, follow=follow, write=lambda t: write(t + "\n"))
+        run = self.runs.get(record.job_id)
+        collect.print_logs(self.api, namespace, record.job_id, follow=follow, write=lambda t: write(t + "\n"),
+                           mask=run.request.masker.text if run else str)
         return self.poll([record.job_id]).get(record.job_id) or JobStatus(record.job_id, "unknown")
 
     def close(self) -> None:

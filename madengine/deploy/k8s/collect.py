@@ -131,10 +131,39 @@ def describe_job(api: client.Api, namespace: str, job_name: str) -> dict[str, An
             "failed": (status.failed or 0) if status else 0, "pods": {p.name: p.describe() for p in pods}}
 
 
+class LogFilter:
+    """What ``k8s.logs`` shows of a pod log stream: whole lines, secrets masked (``mask``), the results bundle left
+    out (it is madengine's transport, base64 of the model's raw output)."""
+
+    def __init__(self, mask: Callable[[str], str] = str) -> None:
+        self.mask, self.pending, self.in_bundle = mask, "", False
+
+    def feed(self, text: str) -> str:
+        """The shown part of the complete lines received so far (a partial last line waits for the rest)."""
+        lines = (self.pending + text).split("\n")
+        self.pending = lines.pop()
+        return "".join(self._line(line) for line in lines)
+
+    def flush(self) -> str:
+        """The shown part of what is left."""
+        rest, self.pending = self.pending, ""
+        return self._line(rest).rstrip("\n") if rest else ""
+
+    def _line(self, line: str) -> str:
+        if line.startswith(script.BUNDLE_BEGIN):
+            self.in_bundle = True
+            return ""
+        if self.in_bundle:
+            self.in_bundle = not line.startswith(script.BUNDLE_END)
+            return ""
+        return self.mask(line) + "\n"
+
+
 def print_logs(api: client.Api, namespace: str, job_name: str, *, follow: bool = False,
-               write: Callable[[str], None] = print) -> None:
-    """``k8s.logs``: every pod's log, each after a ``==> pod <name> (<phase>) <==`` line; with ``follow`` the newest
-    pod's log is streamed until its container ends (waiting, with a watch, for a pending pod to start).
+               write: Callable[[str], None] = print, mask: Callable[[str], str] = str) -> None:
+    """``k8s.logs``: every pod's log (secrets masked with ``mask``, results bundle left out), each after a
+    ``==> pod <name> (<phase>) <==`` line; with ``follow`` the newest pod's log is streamed until its container ends
+    (waiting, with a watch, for a pending pod to start).
 
     Raises:
         K8sError: the Job has no pods (never created, or already deleted) or the API is unreachable.
@@ -146,6 +175,7 @@ def print_logs(api: client.Api, namespace: str, job_name: str, *, follow: bool =
     streamed = max(pods, key=lambda p: p.created) if follow else None
     for pod in pods:
         write(f"==> pod {pod.name} ({pod.describe()}) <==")
+        shown = LogFilter(mask)
         if pod is streamed and pod.phase == "Pending" and not pod.reason:
             for _typ, obj, _rv in client.watch(f"wait for pod {namespace}/{pod.name}", api.core.list_namespaced_pod,
                                                 namespace, resource_version=None, timeout_seconds=600,
@@ -161,8 +191,14 @@ def print_logs(api: client.Api, namespace: str, job_name: str, *, follow: bool =
                                _request_timeout=None)
             try:
                 for chunk in resp.stream(4096):
-                    write(chunk.decode("utf-8", errors="replace").rstrip("\n"))
+                    text = shown.feed(chunk.decode("utf-8", errors="replace"))
+                    if text:
+                        write(text.rstrip("\n"))
             finally:
                 resp.release_conn()
         else:
-            write(read_log(api, namespace, pod.name).rstrip("\n"))
+            text = shown.feed(read_log(api, namespace, pod.name))
+            write(text.rstrip("\n"))
+        rest = shown.flush()
+        if rest:
+            write(rest)

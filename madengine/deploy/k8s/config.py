@@ -116,6 +116,14 @@ class K8sConfig(BaseModel):
             raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 4, 16Gi)")
         return value
 
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value):
+            raise ValueError(f"{value!r} is not a namespace name (RFC 1123: lower-case letters, digits, '-', at most "
+                             "63 characters)")
+        return value
+
     @field_validator("gpu_vendor", mode="before")
     @classmethod
     def _lower_vendor(cls, value: Any) -> Any:

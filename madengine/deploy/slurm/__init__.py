@@ -259,6 +259,7 @@ class SlurmTarget:
                                     job_cfg.gpus_per_node or 0))
         if not planned:
             raise ConfigError("the manifest has no built images to run; run `inv build` first")
+        shared.check_data(models, request.options.data_config)
         self.nodes = cfg.nodes
         self.partition = cfg.partition
         if remote:

@@ -66,7 +66,8 @@ class SlurmConfig(BaseModel):
     """Schema of the ``slurm`` section (context, manifest ``deployment_config``, inventory defaults, flags).
 
     Fields that become ``#SBATCH`` options: ``partition``, ``nodes`` (default 1), ``gpus_per_node`` (0 = no GPU
-    request; ``gres_gpu: true`` asks with ``--gres=gpu:N`` instead of ``--gpus-per-node=N``), ``time`` (seconds after
+    request; ``gres_gpu: true`` asks with ``--gres=gpu:N`` instead of ``--gpus-per-node=N``, ``gpu_type`` with
+    ``--gres=gpu:TYPE:N``), ``time`` (seconds after
     validation; see :func:`parse_time`), ``account``, ``qos``, ``exclusive``, ``reservation``, ``nodelist``,
     ``exclude``, ``constraint``, ``mem`` (e.g. ``16G``), ``job_name`` (prefix, default ``madengine``),
     ``sbatch_args`` (extra ``--option=value`` words). Job set-up: ``modules`` (``module load`` each), ``env_vars``
@@ -85,6 +86,7 @@ class SlurmConfig(BaseModel):
     nodes: int = Field(default=1, ge=1)
     gpus_per_node: int = Field(default=0, ge=0)
     gres_gpu: bool = False
+    gpu_type: str | None = None  # with GPUs: --gres=gpu:TYPE:N (a typed GPU request implies gres)
     time: int | None = None
     account: str | None = None
     qos: str | None = None
@@ -116,7 +118,7 @@ class SlurmConfig(BaseModel):
         return None if value in (None, "") else parse_time(value)
 
     @field_validator("partition", "account", "qos", "reservation", "nodelist", "exclude", "constraint", "mem",
-                     "job_name")
+                     "job_name", "gpu_type")
     @classmethod
     def _sbatch_safe(cls, value: str | None) -> str | None:
         if value is not None and not _SBATCH_VALUE.match(value):
