@@ -114,6 +114,15 @@ def no_leftovers(docker_client, hub: Path) -> Iterator[None]:
     assert not left, f"containers left behind: {sorted(left)}"
 
 
+def check_golden(path: Path, text: str) -> None:
+    """``text`` must equal the golden file ``path``; ``MADENGINE_UPDATE_GOLDEN=1`` rewrites it (review the diff)."""
+    if os.environ.get("MADENGINE_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert path.is_file(), f"{path} missing; run with MADENGINE_UPDATE_GOLDEN=1 and review it"
+    assert text == path.read_text(encoding="utf-8")
+
+
 def read_perf(path: Path) -> list[dict[str, str]]:
     """perf.csv rows as dicts (our own reader is under test elsewhere; use the csv module here)."""
     import csv

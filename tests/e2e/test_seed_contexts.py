@@ -7,14 +7,13 @@ cannot carry over are refused with exit code 4 naming the key to use."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, madengine
+from tests.conftest import REPO, check_golden, madengine
 
 SEEDS = sorted((REPO / "configs").glob("seed-*.json"))
 GOLDEN = Path(__file__).parent / "golden"
@@ -35,12 +34,7 @@ def _manifest(hub: Path) -> Path:
 
 
 def _golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("MADENGINE_UPDATE_GOLDEN") == "1":
-        GOLDEN.mkdir(exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert path.is_file(), f"{path} missing; run with MADENGINE_UPDATE_GOLDEN=1 and review it"
-    assert text == path.read_text(encoding="utf-8")
+    check_golden(GOLDEN / name, text)
 
 
 def test_every_seed_has_an_intent() -> None:

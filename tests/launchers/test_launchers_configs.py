@@ -5,14 +5,13 @@ files under tests/launchers/golden/ (``MADENGINE_UPDATE_GOLDEN=1`` rewrites them
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from madengine import launchers
 from madengine.context import build_context
-from tests.conftest import REPO, madengine
+from tests.conftest import REPO, check_golden, madengine
 
 CONFIGS = sorted((REPO / "configs").glob("*.json"))
 GOLDEN = Path(__file__).parent / "golden"
@@ -65,13 +64,8 @@ def rendered(path: Path) -> dict[str, object]:
 
 @pytest.mark.parametrize("path", LAUNCHER_CONFIGS, ids=lambda p: p.name)
 def test_golden_rendering(path: Path) -> None:
-    golden = GOLDEN / f"{path.stem}.json"
     actual = json.dumps(rendered(path), indent=2, ensure_ascii=False) + "\n"
-    if os.environ.get("MADENGINE_UPDATE_GOLDEN") == "1":
-        GOLDEN.mkdir(exist_ok=True)
-        golden.write_text(actual, encoding="utf-8")
-    assert golden.is_file(), f"{golden} missing; run with MADENGINE_UPDATE_GOLDEN=1 and review it"
-    assert actual == golden.read_text(encoding="utf-8")
+    check_golden(GOLDEN / f"{path.stem}.json", actual)
 
 
 def test_golden_files_have_a_config() -> None:
