@@ -95,7 +95,7 @@ def _run_one(client: Any, request: RunRequest, model: Mapping[str, Any], image: 
 
 def run_manifest(manifest: Manifest, ctx: dict[str, Any], run: LocalRun,
                  on_rows: Callable[[list[PerfRow]], None] | None = None) -> list[PerfRow]:
-    """Run every built image of ``manifest`` here and append the rows to ``options.output``.
+    """Run every built image of ``manifest`` here and append the rows to ``run.output``.
 
     Args:
         ctx: the merged, validated run context (manifest's stored context < runtime context).

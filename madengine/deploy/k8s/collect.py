@@ -103,13 +103,6 @@ def rows_from_pods(req: RunRequest, plan: Plan, pods: list[PodState], logs: dict
     return job_rows(found)
 
 
-def duration(outcome: Outcome, fallback: float) -> float:
-    """Seconds from the Job's start to its completion (API times), else ``fallback``."""
-    if outcome.start_time is not None and outcome.completion_time is not None:
-        return max(0.0, (outcome.completion_time - outcome.start_time).total_seconds())
-    return fallback
-
-
 def describe_job(api: client.Api, namespace: str, job_name: str) -> dict[str, Any]:
     """``k8s.status``: the Job's state as a dict (``name``, ``namespace``, ``state``, ``reason``, ``message``,
     ``active``/``succeeded``/``failed`` pod counts, ``pods``: name → phase text).
