@@ -130,7 +130,7 @@ def preflight(hub: str | Path, tags: Sequence[str], exclude_tags: Sequence[str],
 
     host = gpu.detect() if local else None
     for model in discover_models(hub, tags, exclude_tags):
-        scripts_dir, _ = script_command(model.model_dump(), model.args or "")
+        scripts_dir, _ = script_command(model, model.args)
         if not (Path(hub) / scripts_dir).is_dir():
             raise ConfigError(f"models.json: model {model.name!r}: scripts directory {Path(hub) / scripts_dir} does "
                               "not exist (field 'scripts')")

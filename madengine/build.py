@@ -143,7 +143,7 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
                         continue
                     record.registry, record.registry_image = registry, remote
             manifest.built_images[image] = record
-            manifest.built_models[image] = model.model_dump(mode="json", exclude_none=True)
+            manifest.built_models[image] = model
             console.progress(f"built {image} in {duration:.1f} s")
     manifest.credentials_required = sorted({m.cred for m in models if m.cred})
     written, previous = manifest_mod.save(manifest, manifest_output) if manifest.built_images else (None, None)

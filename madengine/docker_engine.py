@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +33,21 @@ def engine_address() -> str:
     return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
 
 
+def _import_docker() -> None:
+    """Import docker-py, lazily (it is heavy). docker-py imports paramiko (~50 ms) at import time for ``ssh://``
+    engines and does without it when it is missing (its documented optional dependency), so paramiko is hidden
+    from that first import unless ``DOCKER_HOST`` is ``ssh://``; later imports of paramiko (Fabric) are unaffected.
+    """
+    if "docker" in sys.modules or "paramiko" in sys.modules or engine_address().startswith("ssh://"):
+        import docker  # noqa: F401
+        return
+    sys.modules["paramiko"] = None  # type: ignore[assignment]  # `import paramiko` raises ImportError meanwhile
+    try:
+        import docker  # noqa: F401,F811
+    finally:
+        del sys.modules["paramiko"]
+
+
 def connect(timeout: float = 120.0) -> docker.DockerClient:
     """Return a client for the engine after a ping.
 
@@ -41,7 +57,8 @@ def connect(timeout: float = 120.0) -> docker.DockerClient:
     Raises:
         EngineError: the engine is unreachable (names the address and how to start one).
     """
-    import docker  # lazy: heavy import
+    _import_docker()
+    import docker
     import docker.errors
 
     try:
@@ -150,8 +167,10 @@ class ContainerSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def start_container(client: docker.DockerClient, spec: ContainerSpec) -> Container:
-    """Create and start a long-lived container (``tail -f /dev/null``) in which workflow steps are executed.
+def create_container(client: docker.DockerClient, spec: ContainerSpec, command: list[str] | None = None, *,
+                     workdir: str | None = None) -> Container:
+    """Create (not start) a container for ``spec`` whose main process is ``command`` (the image's entrypoint is
+    replaced); ``None`` makes an idle container (``tail -f /dev/null``) to execute steps in.
 
     Raises:
         EngineError: a container of that name exists (names the fix) or the engine refused.
@@ -164,17 +183,72 @@ def start_container(client: docker.DockerClient, spec: ContainerSpec) -> Contain
         kwargs["device_requests"] = [DeviceRequest(device_ids=spec.nvidia_device_ids, capabilities=[["gpu"]])]
     if spec.group_add:
         kwargs["group_add"] = spec.group_add
+    if workdir:
+        kwargs["working_dir"] = workdir
+    command = command or ["tail", "-f", "/dev/null"]
     try:
-        return client.containers.run(
-            spec.image, entrypoint=["tail"], command=["-f", "/dev/null"], name=spec.name, detach=True,
-            labels=spec.labels, environment=spec.env,
+        return client.containers.create(
+            spec.image, entrypoint=command[:1], command=command[1:], name=spec.name, labels=spec.labels,
+            environment=spec.env,
             volumes={host: {"bind": path, "mode": mode} for host, (path, mode) in spec.mounts.items()},
             devices=[f"{d}:{d}:rwm" for d in spec.devices], **kwargs)
     except docker.errors.APIError as e:
         if e.status_code == 409:
             raise EngineError(f"a container named {spec.name} already exists (left by --keep-alive?); remove it "
                               f"with `docker rm -f {spec.name}`") from None
-        raise EngineError(f"cannot start a container from {spec.image}: {e.explanation or e}") from None
+        raise EngineError(f"cannot create a container from {spec.image}: {e.explanation or e}") from None
+
+
+def start_container(client: docker.DockerClient, spec: ContainerSpec) -> Container:
+    """Create and start an idle container (``tail -f /dev/null``) in which steps are executed with :func:`exec_stream`.
+
+    Raises:
+        EngineError: as :func:`create_container`, or the engine could not start it.
+    """
+    container = create_container(client, spec)
+    _start(container, spec.image)
+    return container
+
+
+def _start(container: Container, image: str) -> None:
+    import docker.errors
+
+    try:
+        container.start()
+    except docker.errors.APIError as e:
+        raise EngineError(f"cannot start a container from {image}: {e.explanation or e}") from None
+
+
+def run_attached(container: Container, image: str, *, on_output: Callable[[bytes], None],
+                 timeout: float | None) -> ExecResult:
+    """Start a created container and stream its main process's stdout+stderr chunks to ``on_output`` until it
+    exits (attached before the start, so nothing is missed whatever the engine's log driver).
+
+    Args:
+        timeout: seconds; ``None`` means no limit. When exceeded, the container is killed and ``timed_out`` set.
+
+    Raises:
+        KeyboardInterrupt: passed through (the caller removes the container).
+        EngineError: the engine refused the attach or the start (an image without ``bash``, for example).
+    """
+    import docker.errors
+
+    try:
+        stream: Iterator[bytes] = container.attach(stream=True, logs=True, stdout=True, stderr=True)
+    except docker.errors.APIError as e:
+        raise EngineError(f"cannot attach to container {container.name}: {e.explanation or e}") from None
+    _start(container, image)
+    return _pump(container, stream, on_output, timeout, lambda: _exit_code(container))
+
+
+def _exit_code(container: Container) -> int | None:
+    import docker.errors
+
+    try:
+        code: int | None = container.wait(timeout=60).get("StatusCode")
+        return code
+    except (docker.errors.APIError, OSError, ValueError):  # ValueError: docker-py's read timeout wrapper
+        return None
 
 
 @dataclass
@@ -208,17 +282,30 @@ def exec_stream(client: docker.DockerClient, container: Container, command: list
         stream: Iterator[bytes] = client.api.exec_start(exec_id, stream=True, demux=False)
     except docker.errors.APIError as e:
         raise EngineError(f"cannot execute in container {container.name}: {e.explanation or e}") from None
+
+    def exit_code() -> int | None:
+        try:
+            code: int | None = client.api.exec_inspect(exec_id).get("ExitCode")
+            return code
+        except docker.errors.APIError:
+            return None
+
+    return _pump(container, stream, on_output, timeout, exit_code, on_timeout, grace)
+
+
+def _pump(container: Container, stream: Iterator[bytes], on_output: Callable[[bytes], None], timeout: float | None,
+          exit_code: Callable[[], int | None], on_timeout: Callable[[], object] | None = None,
+          grace: float = 20.0) -> ExecResult:
+    """Feed ``stream`` to ``on_output`` in a reader thread until it ends or ``timeout`` seconds pass (then
+    ``on_timeout``, and after ``grace`` seconds a kill of the container)."""
     start = time.monotonic()
-    errors: list[BaseException] = []
 
     def pump() -> None:
-        try:
+        with contextlib.suppress(Exception):  # the connection drops when the container is killed
             for chunk in stream:
                 on_output(chunk)
-        except Exception as e:  # connection dropped when the container is killed
-            errors.append(e)
 
-    reader = threading.Thread(target=pump, name=f"exec-{container.name}", daemon=True)
+    reader = threading.Thread(target=pump, name=f"output-{container.name}", daemon=True)
     reader.start()
     reader.join(timeout)
     if reader.is_alive():
@@ -230,11 +317,7 @@ def exec_stream(client: docker.DockerClient, container: Container, command: list
             kill_container(container)
             reader.join(30)
         return ExecResult(None, elapsed, timed_out=True)
-    try:
-        code = client.api.exec_inspect(exec_id).get("ExitCode")
-    except docker.errors.APIError:
-        code = None
-    return ExecResult(code, time.monotonic() - start)
+    return ExecResult(exit_code(), time.monotonic() - start)
 
 
 @contextlib.contextmanager
@@ -253,20 +336,6 @@ def shielded() -> Iterator[None]:
             signal.signal(sig, handler)
         if pending:
             signal.raise_signal(pending[0])
-
-
-def exec_quiet(client: docker.DockerClient, container: Container, command: list[str]) -> int | None:
-    """Run a short command in the container and wait for it; returns its exit code (``None`` if the engine
-    refused). Output is discarded."""
-    import docker.errors
-
-    try:
-        exec_id = client.api.exec_create(container.id, command, stdout=False, stderr=False)["Id"]
-        client.api.exec_start(exec_id)
-        code: int | None = client.api.exec_inspect(exec_id).get("ExitCode")
-        return code
-    except docker.errors.APIError:
-        return None
 
 
 def kill_container(container: Container) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from madengine.errors import ConfigError
+from madengine.hub import Model
 from madengine.validation import first_error
 
 SCHEMA_VERSION = "2.0"
@@ -44,17 +45,23 @@ class BuiltImage(BaseModel):
 
 
 class Manifest(BaseModel):
-    """The whole build manifest. ``built_images`` and ``built_models`` share their keys (image names)."""
+    """The whole build manifest. ``built_images`` and ``built_models`` share their keys (image names); a
+    ``built_models`` entry is the typed models.json record (:class:`madengine.hub.Model`) the image was built for."""
 
     model_config = ConfigDict(extra="allow")
     schema_version: str = SCHEMA_VERSION
     built_images: dict[str, BuiltImage] = Field(default_factory=dict)
-    built_models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    built_models: dict[str, Model] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
     credentials_required: list[str] = Field(default_factory=list)
     registry: str = ""
     deployment_config: dict[str, Any] = Field(default_factory=lambda: {"deploy": "local"})
     hub: str = ""
+
+    def model_for(self, image: str) -> Model:
+        """The model record ``image`` was built for; a manifest without ``built_models`` (madengine v1) gives a
+        record with the build record's model name and every other field at its models.json default."""
+        return self.built_models.get(image) or Model(name=self.built_images[image].model)
 
     def stored_context(self) -> dict[str, Any]:
         """The context the build recorded, with the deployment config folded in (the base a run starts from)."""

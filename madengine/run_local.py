@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from madengine import console, gpu
+from madengine.hub import Model
 from madengine.manifest import Manifest
 from madengine.report.relative import append_with_relative_change
 from madengine.results.perf_csv import PerfRow, append_rows
 from madengine.run_spec import RunOptions
 from madengine.workflow.plan import RunRequest
 from madengine.workflow.runner import run_model
-
-DEFAULT_MODEL_TIMEOUT = 7200  # seconds, madengine's default when models.json gives none
 
 
 @dataclass
@@ -38,26 +37,21 @@ class LocalRun:
     artifacts: list[str] = field(default_factory=list)
 
 
-def effective_timeout(model_timeout: Any, cli_timeout: int | None) -> float | None:
+def effective_timeout(model_timeout: int, cli_timeout: int | None) -> float | None:
     """The run step's limit in seconds: ``--timeout`` when given (0 = none), else the model's ``timeout`` (≤ 0 =
-    none), else 7200."""
+    none; the models.json default is 7200)."""
     if cli_timeout is not None:
         return None if cli_timeout <= 0 else float(cli_timeout)
-    try:
-        value = int(model_timeout) if model_timeout not in (None, "") else DEFAULT_MODEL_TIMEOUT
-    except (TypeError, ValueError):
-        value = DEFAULT_MODEL_TIMEOUT
-    return None if value <= 0 else float(value)
+    return None if model_timeout <= 0 else float(model_timeout)
 
 
-def skipped_for_arch(model: Mapping[str, Any], arch: str) -> bool:
+def skipped_for_arch(model: Model, arch: str) -> bool:
     """True when the model's ``skip_gpu_arch`` (comma list, e.g. "gfx90a, gfx942") names the GPU architecture."""
-    skip = model.get("skip_gpu_arch") or ""
-    names = {s.strip() for s in str(skip).split(",") if s.strip()}
+    names = {s.strip() for s in model.skip_gpu_arch.split(",") if s.strip()}
     return bool(arch) and arch in names
 
 
-def _run_one(client: Any, request: RunRequest, model: Mapping[str, Any], image: str, ref: str,
+def _run_one(client: Any, request: RunRequest, model: Model, image: str, ref: str,
              run: LocalRun, data_config: Mapping[str, Any], creds: Mapping[str, Any],
              work_root: Path) -> list[PerfRow]:
     """Rows of one model: SKIPPED for its GPU architecture, FAILURE when its image or data is missing, else run."""
@@ -73,22 +67,22 @@ def _run_one(client: Any, request: RunRequest, model: Mapping[str, Any], image: 
         return [base_row(request).model_copy(update={
             "status": "FAILURE", "reason": f"image {image} is not on this engine and has no registry_image; "
                                            "run `inv build` first"})]
-    if model.get("data") and not options.skip_model_run:
+    if model.data and not options.skip_model_run:
         try:
-            request.data = data.resolve(str(model["data"]), data_config, hub=run.hub, creds=creds,
+            request.data = data.resolve(model.data, data_config, hub=run.hub, creds=creds,
                                         force_mirror=options.force_mirror_local,
                                         default_root=work_root.parent / "data")
         except data.DataError as e:
             return [base_row(request).model_copy(update={"status": "FAILURE", "reason": str(e),
-                                                         "dataname": str(model["data"])})]
+                                                         "dataname": model.data})]
     if client is None:  # "runtime": "native": no container (madengine.workflow.native)
         from madengine.workflow.native import run_model_native
 
-        console.progress(f"running {model['name']} natively (no container)"
+        console.progress(f"running {model.name} natively (no container)"
                          + (f" (timeout {request.timeout:.0f} s)" if request.timeout else ""))
         return run_model_native(request, console.progress)
     if not options.skip_model_run:
-        console.progress(f"running {model['name']} in {ref}"
+        console.progress(f"running {model.name} in {ref}"
                          + (f" (timeout {request.timeout:.0f} s)" if request.timeout else ""))
     return run_model(client, request, console.progress)
 
@@ -128,8 +122,8 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], run: LocalRun,
     all_rows: list[PerfRow] = []
     build_number = os.environ.get("BUILD_NUMBER", "")
     for image, build in manifest.built_images.items():
-        model = manifest.built_models.get(image) or {"name": build.model}
-        assignment = gpu.assign(ctx, str(model.get("n_gpus", "-1")), host)
+        model = manifest.model_for(image)
+        assignment = gpu.assign(ctx, model.n_gpus, host)
         ref = image
         if client is not None and not docker_engine.image_exists(client, image) and build.registry_image:
             console.progress(f"pulling {build.registry_image}")
@@ -137,20 +131,20 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], run: LocalRun,
             ref = build.registry_image
         extra_env = {"BUILD_NUMBER": build_number, **shared.cred_env(model)}
         request = RunRequest(
-            model=model, build=build.model_dump(), image=ref, hub=run.hub, ctx=ctx, gpus=assignment,
-            timeout=effective_timeout(model.get("timeout"), options.timeout), log_dir=log_dir,
+            model=model, build=build, image=ref, hub=run.hub, ctx=ctx, gpus=assignment,
+            timeout=effective_timeout(model.timeout, options.timeout), log_dir=log_dir,
             work_root=work_root, run_id=run_id, options=options, extra_env=extra_env, sys_env_details=shared.sys_env,
             tools=shared.tools, masker=masker, deployment_type=run.deployment_type, nnodes=run.nnodes)
         rows = _run_one(client, request, model, image, ref, run, shared.data_config, shared.creds, work_root)
         if not options.skip_model_run:
             append_with_relative_change(run.output, rows)
-            log = log_dir / f"{build.log_base or model['name'].replace('/', '_')}.run.live.log"
+            log = log_dir / f"{build.log_base or model.name.replace('/', '_')}.run.live.log"
             if log.is_file():
-                run.logs[model["name"]] = str(log)
+                run.logs[model.name] = str(log)
             run.artifacts.extend(str(p) for p in request.artifacts)
         console.rows(rows, masker.text)
         for path in request.artifacts:
-            console.progress(f"{model['name']}: collected {path}")
+            console.progress(f"{model.name}: collected {path}")
         all_rows.extend(rows)
         if on_rows:
             on_rows(rows)

@@ -17,50 +17,33 @@ only for reasons (:func:`attach_reasons`) adds its reasons to the perf.csv rows 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from madengine.errors import ConfigError
-from madengine.report.summary import RunSummary, SummaryEntry, number
+from madengine.report.summary import RunSummary, SummaryEntry
 from madengine.results.perf_csv import read_rows
+from madengine.results.record import ResultRecord
 
 #: The statuses madengine writes; others are kept as written and shown as they are.
 KNOWN_STATUSES = ("SUCCESS", "FAILURE", "SKIPPED")
 
 
 @dataclass(slots=True)
-class ReportRow:
-    """One result: a perf.csv data row or a run summary entry.
+class ReportRow(ResultRecord):
+    """One result: a perf.csv data row or a run summary entry, as the result record
+    (:class:`~madengine.results.record.ResultRecord`: numbers as numbers, text fields ``""`` when the input has no
+    such column — madengine v1 files have no ``nnodes``, ``launcher``, ...; ``reason`` and ``log`` come from a run
+    summary, perf.csv has none) plus where it was read.
 
-    ``performance`` is the number in the unit ``metric`` names (``None``: blank or not a number; the text as written is
-    ``performance_text``); ``build_duration``/``test_duration`` are seconds (``None``: unknown). Text fields are
-    ``""`` when the input has no such column (madengine v1 files have no ``nnodes``, ``launcher``, ...). ``reason``
-    comes from a run summary (perf.csv has none). ``source`` is the label of the input, ``path`` its file, ``line``
-    the 1-based line of the row in a perf.csv (the 1-based entry number in a summary: ``from_summary``). ``columns`` holds a perf.csv row's
-    every column as written, extra columns included (empty for summary entries).
+    ``performance_text`` is the performance as written; ``source`` the label of the input, ``path`` its file,
+    ``line`` the 1-based line of the row in a perf.csv (the 1-based entry number in a summary: ``from_summary``);
+    ``columns`` a perf.csv row's every column as written, extra columns included (empty for summary entries).
     """
 
-    model: str
-    status: str
-    performance: float | None = None
     performance_text: str = ""
-    metric: str = ""
-    n_gpus: str = ""
-    nnodes: str = ""
-    gpus_per_node: str = ""
-    launcher: str = ""
-    deployment_type: str = ""
-    gpu_architecture: str = ""
-    docker_file: str = ""
-    docker_image: str = ""
-    machine_name: str = ""
-    build_duration: float | None = None
-    test_duration: float | None = None
-    relative_change: str = ""
-    reason: str = ""
-    log: str = ""
     source: str = ""
     path: str = ""
     line: int = 0
@@ -215,25 +198,11 @@ def _data_lines(path: Path, count: int) -> list[int]:
 
 
 def _csv_row(record: dict[str, str], label: str, path: Path, line: int) -> ReportRow:
-    get = record.get
-    perf = get("performance") or ""
-    return ReportRow(
-        model=get("model") or "", status=(get("status") or "").strip(), performance=number(perf),
-        performance_text=perf, metric=get("metric") or "", n_gpus=get("n_gpus") or "", nnodes=get("nnodes") or "",
-        gpus_per_node=get("gpus_per_node") or "", launcher=get("launcher") or "",
-        deployment_type=get("deployment_type") or "", gpu_architecture=get("gpu_architecture") or "",
-        docker_file=get("docker_file") or "", docker_image=get("docker_image") or "",
-        machine_name=get("machine_name") or "", build_duration=number(get("build_duration") or ""),
-        test_duration=number(get("test_duration") or ""), relative_change=get("relative_change") or "",
-        source=label, path=str(path), line=line, columns=record)
+    return ReportRow.from_cells(record, performance_text=record.get("performance") or "", source=label,
+                                path=str(path), line=line, columns=record)
 
 
 def _summary_row(entry: SummaryEntry, label: str, path: Path, index: int) -> ReportRow:
     perf = entry.performance
-    return ReportRow(
-        model=entry.model, status=entry.status, performance=perf, performance_text="" if perf is None else f"{perf:.15g}",
-        metric=entry.metric, n_gpus=entry.n_gpus, nnodes=entry.nnodes, gpus_per_node=entry.gpus_per_node,
-        launcher=entry.launcher, deployment_type=entry.deployment_type, gpu_architecture=entry.gpu_architecture,
-        docker_file=entry.docker_file, docker_image=entry.docker_image, machine_name=entry.machine_name,
-        build_duration=entry.build_duration, test_duration=entry.test_duration, reason=entry.reason, log=entry.log,
-        source=label, path=str(path), line=index, from_summary=True)
+    return ReportRow(**asdict(entry), performance_text="" if perf is None else f"{perf:.15g}",
+                     source=label, path=str(path), line=index, from_summary=True)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from madengine.report.summary import number
+from madengine.results.record import number
 
 #: The columns that make two rows the same benchmark for ``relative_change``.
 MATCH_COLUMNS = ("model", "docker_file", "gpu_architecture", "deployment_type")

@@ -19,7 +19,6 @@ ignore fields they do not know. Example::
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -31,42 +30,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from madengine.errors import MadEngineError
 from madengine.results.perf_csv import PerfRow
+from madengine.results.record import ResultRecord
 
 #: The ``schema`` value of the files :func:`write_summary` writes.
 SUMMARY_SCHEMA = "madengine-run-summary/1"
 
-#: perf.csv columns copied into each summary entry as text.
-_TEXT_FIELDS = ("metric", "n_gpus", "nnodes", "gpus_per_node", "launcher", "deployment_type", "gpu_architecture",
-                "docker_file", "docker_image", "machine_name", "node_rank")
-
-
-class SummaryEntry(BaseModel):
-    """One result row of a run: the perf.csv row's fields that reports use, plus ``reason`` and ``log``.
-
-    ``performance`` is a number in the unit ``metric`` names (``None``: blank or not a number); durations are seconds
-    (``None``: unknown). ``status`` is normally SUCCESS, FAILURE or SKIPPED; other values are kept as written.
-    """
-
-    model_config = ConfigDict(extra="ignore", protected_namespaces=())
-
-    model: str
-    status: str
-    reason: str = ""
-    performance: float | None = None
-    metric: str = ""
-    n_gpus: str = ""
-    nnodes: str = ""
-    gpus_per_node: str = ""
-    launcher: str = ""
-    deployment_type: str = ""
-    gpu_architecture: str = ""
-    docker_file: str = ""
-    docker_image: str = ""
-    machine_name: str = ""
-    node_rank: str = ""
-    build_duration: float | None = None
-    test_duration: float | None = None
-    log: str = ""
+#: One entry of ``models``: the result record (:mod:`madengine.results.record`), the one declaration of a result's
+#: fields that reports read too.
+SummaryEntry = ResultRecord
 
 
 class RunSummary(BaseModel):
@@ -88,15 +59,6 @@ class RunSummary(BaseModel):
     logs: list[str] = Field(default_factory=list)
     counts: dict[str, int] = Field(default_factory=dict)
     models: list[SummaryEntry] = Field(default_factory=list)
-
-
-def number(text: str) -> float | None:
-    """``text`` as a finite float, or ``None`` when blank, not a number, NaN or infinite."""
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 def build_summary(rows: Iterable[PerfRow], *, manifest_path: str | Path | None = None,
@@ -121,10 +83,7 @@ def build_summary(rows: Iterable[PerfRow], *, manifest_path: str | Path | None =
     for row in rows:
         counts["total"] += 1
         counts[row.status] = counts.get(row.status, 0) + 1
-        entries.append(SummaryEntry(
-            model=row.model, status=row.status, reason=row.reason, performance=number(row.performance),
-            build_duration=number(row.build_duration), test_duration=number(row.test_duration),
-            log=log_by_model.get(row.model, ""), **{name: getattr(row, name) for name in _TEXT_FIELDS}))
+        entries.append(SummaryEntry.from_cells(dict(row), log=log_by_model.get(row.model, "")))
     return RunSummary(created=datetime.now(timezone.utc).isoformat(timespec="seconds"), output=str(output),
                       manifest=str(manifest_path) if manifest_path else None, deployment=deployment_obj,
                       logs=log_paths, counts=counts, models=entries)

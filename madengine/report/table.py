@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 from madengine.report.load import KNOWN_STATUSES, ReportRow, Source
@@ -21,9 +22,7 @@ MAX_LISTED_FAILURES = 200
 _NO_REASON = "no reason recorded (perf.csv has none; pass the run's --summary file)"
 
 #: The fields of a row in the JSON view, in order (``columns`` is left out: it repeats the perf.csv row).
-ROW_FIELDS = ("model", "status", "performance", "performance_text", "metric", "n_gpus", "nnodes", "gpus_per_node",
-              "launcher", "deployment_type", "gpu_architecture", "docker_file", "docker_image", "machine_name",
-              "build_duration", "test_duration", "relative_change", "reason", "log", "source", "path", "line")
+ROW_FIELDS = tuple(f.name for f in fields(ReportRow) if f.name not in ("from_summary", "columns"))
 
 
 def all_rows(sources: Sequence[Source]) -> list[ReportRow]:

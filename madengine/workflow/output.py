@@ -72,7 +72,7 @@ def _finite(value: str) -> bool:
 def rows_from_output(req: RunRequest, row: PerfRow, output: str | Path, model_dir: Path,
                       workspace: Path) -> list[PerfRow]:
     parsed, marker = scan_output(output, req.ctx, req.masker)
-    multiple = req.model.get("multiple_results")
+    multiple = req.model.multiple_results
     if multiple:
         csv_path = next((p for p in (model_dir / multiple, workspace / multiple) if p.is_file()), model_dir / multiple)
         try:

@@ -12,6 +12,8 @@ from typing import Any
 
 from madengine.errors import ConfigError
 from madengine.gpu import GpuAssignment
+from madengine.hub import Model
+from madengine.manifest import BuiltImage
 from madengine.results.perf_csv import PerfRow
 from madengine.run_spec import RunOptions
 from madengine.workflow.credentials import Masker
@@ -27,14 +29,14 @@ DATA_STEP_TIMEOUT = 1200.0   # seconds for a custom data provider script, as mad
 class RunRequest:
     """Everything needed to run one built image of one model.
 
-    ``model`` is the models.json entry (dict); ``build`` the manifest's build record (dict); ``timeout`` in seconds
+    ``model`` is the models.json record; ``build`` the manifest's build record; ``timeout`` in seconds
     (``None`` = no limit); ``options`` the run options (``keep_alive``, ``keep_model_dir``, ``skip_model_run``,
     ``live_output`` act here); ``log_dir`` receives the run log and ``<model>_env.csv``; ``work_root`` the per-model
     workspaces; ``artifacts`` is filled with the paths of collected tool outputs.
     """
 
-    model: dict[str, Any]
-    build: dict[str, Any]
+    model: Model
+    build: BuiltImage
     image: str
     hub: Path
     ctx: dict[str, Any]
@@ -64,16 +66,16 @@ class Step:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def model_dir_name(model: dict[str, Any]) -> str:
+def model_dir_name(model: Model) -> str:
     """The model's directory inside the workspace: last part of ``url`` without ``.git``, else ``run_directory``."""
-    url = (model.get("url") or "").rstrip("/")
+    url = model.url.rstrip("/")
     if url:
         name = url.rsplit("/", 1)[-1]
         return name[:-4] if name.endswith(".git") else name
     return "run_directory"
 
 
-def script_command(model: dict[str, Any], args: str) -> tuple[Path, str]:
+def script_command(model: Model, args: str) -> tuple[Path, str]:
     """The scripts directory (relative to the hub) and the shell command that starts the model in its dir.
 
     ``scripts`` is a directory (runs ``run.sh``) or a ``.sh``/``.py`` file. ``args`` is appended as shell words, as
@@ -82,9 +84,9 @@ def script_command(model: dict[str, Any], args: str) -> tuple[Path, str]:
     Raises:
         ConfigError: ``scripts`` is empty.
     """
-    scripts = model.get("scripts") or ""
+    scripts = model.scripts
     if not scripts:
-        raise ConfigError(f"models.json: model {model.get('name')!r} has no 'scripts' field")
+        raise ConfigError(f"models.json: model {model.name!r} has no 'scripts' field")
     path = Path(scripts)
     if path.suffix in (".sh", ".py"):
         runner = "python3" if path.suffix == ".py" else "bash"
@@ -100,24 +102,21 @@ def env_csv_name(model_name: str) -> str:
 def base_row(req: RunRequest) -> PerfRow:
     """The perf row fields known before the model runs (model, GPUs, image, machine, ...)."""
     model, build = req.model, req.build
-    tags = model.get("tags") or []
     data = req.data
     return PerfRow(
-        model=model["name"], n_gpus=str(req.gpus.count * req.nnodes), nnodes=str(req.nnodes),
+        model=model.name, n_gpus=str(req.gpus.count * req.nnodes), nnodes=str(req.nnodes),
         gpus_per_node=str(req.gpus.count),
-        training_precision=model.get("training_precision") or "", args=model.get("args") or "",
-        tags=",".join(tags) if isinstance(tags, list) else str(tags),
-        docker_file=build.get("dockerfile", ""), base_docker=build.get("base_docker", ""),
-        docker_sha=build.get("docker_sha", ""), docker_image=req.image, machine_name=socket.gethostname(),
+        training_precision=model.training_precision, args=model.args, tags=",".join(model.tags),
+        docker_file=build.dockerfile, base_docker=build.base_docker, docker_sha=build.docker_sha, docker_image=req.image, machine_name=socket.gethostname(),
         deployment_type=req.deployment_type,
         launcher=str(req.ctx.get("launcher") or (req.ctx.get("distributed") or {}).get("launcher") or ""),
         gpu_architecture=req.gpus.architecture,
-        build_duration=f"{float(build.get('build_duration') or 0):.2f}",
+        build_duration=f"{build.build_duration:.2f}",
         dataname=data.dataname if data else "", data_provider_type=data.provider_type if data else "",
         data_size=str(data.size_bytes) if data and data.size_bytes is not None else "",
         data_download_duration=f"{data.download_duration:.2f}" if data else "",
         build_number=str(req.extra_env.get("BUILD_NUMBER", "")),
-        additional_docker_run_options=model.get("additional_docker_run_options") or "",
+        additional_docker_run_options=model.additional_docker_run_options,
         status="FAILURE",
     )
 
@@ -127,14 +126,14 @@ def container_env(req: RunRequest) -> dict[str, str]:
     ``env_vars``, data and credential variables, and the context's ``docker_env_vars`` (which win), then, when the
     context names a launcher, that launcher's variables for this node (:func:`madengine.launchers.node_environment`)."""
     env = {
-        "MAD_MODEL_NAME": req.model["name"],
+        "MAD_MODEL_NAME": req.model.name,
         "MAD_GPU_VENDOR": req.gpus.vendor,
         "MAD_RUNTIME_NGPUS": str(req.gpus.count),
         "MAD_SYSTEM_GPU_ARCHITECTURE": req.gpus.architecture,
-        "MAD_OUTPUT_CSV": req.model.get("multiple_results") or "",
+        "MAD_OUTPUT_CSV": req.model.multiple_results,
         "MAD_DEPLOYMENT_TYPE": req.deployment_type,
     }
-    env.update({k: str(v) for k, v in (req.model.get("env_vars") or {}).items()})
+    env.update({k: str(v) for k, v in req.model.env_vars.items()})
     env.update(req.ctx.get("env_vars") or {})
     if req.data:
         env.update(req.data.env)
@@ -153,7 +152,7 @@ def plan_steps(req: RunRequest, model_command: str) -> tuple[list[Step], Step, l
     pre: list[Step] = []
     post: list[Step] = []
     if req.sys_env_details:
-        out = f"{WORKSPACE}/{env_csv_name(req.model['name'])}"
+        out = f"{WORKSPACE}/{env_csv_name(req.model.name)}"
         pre.append(Step("sys-env", f"bash {common}/pre_scripts/sys_env.sh {shlex.quote(out)}", SCRIPT_STEP_TIMEOUT))
         pre.append(Step("gpu-info", f"bash {common}/gpu_info.sh before", SCRIPT_STEP_TIMEOUT))
     scripts_pre = list(req.tools.pre_scripts) + [_script_ref(s) for s in req.ctx.get("pre_scripts") or []]
@@ -198,11 +197,11 @@ def plan_run(req: RunRequest) -> Plan:
     ``args``), the model command with tools and ``encapsulate_script``, log names, and the steps."""
     row = base_row(req)
     model_args = req.ctx.get("model_args")
-    args = str(model_args) if model_args is not None else str(req.model.get("args") or "")
+    args = str(model_args) if model_args is not None else req.model.args
     row.args = args
     scripts_dir, command = script_command(req.model, args)
     encapsulate = req.ctx.get("encapsulate_script") or ""
-    log_base = req.build.get("log_base") or Path(req.build.get("log_file", "model")).name.replace(".build.live.log", "")
+    log_base = req.build.log_base or Path(req.build.log_file or "model").name.replace(".build.live.log", "")
     model_dir = model_dir_name(req.model)
     model_command = f"cd {WORKSPACE}/{model_dir} && " + req.tools.wrap(f"{encapsulate} {command}".strip())
     pre, model_step, post = plan_steps(req, model_command)

@@ -4,8 +4,9 @@ Kubernetes pod).
 Sequence (madengine v1 ``tools/run_models.py``, kept compatible): a per-model workspace on the host is mounted at
 ``/myworkspace``, holding madengine's packaged ``scripts/common/``, the model's scripts directory copied into
 ``/myworkspace/<model dir>`` (``run_directory``, or the last part of the model's ``url``) and the step script
-(:mod:`madengine.workflow.script`, ``templates/run/steps.sh.j2``). A container is started from the built image and
-the step script runs in it with ONE ``docker exec``; its output is teed (masked) to
+(:mod:`madengine.workflow.script`, ``templates/run/steps.sh.j2``). The step script is the main process of a
+container made from the built image (as ``docker run`` would; with ``keep_alive`` it runs in ONE ``docker exec`` in
+an idle container instead, so the container outlives it). Its output is teed (masked) to
 ``<model>_<dockerfile>.run.live.log`` and, with ``--live-output``, to the terminal. The script runs the pre-steps
 (environment capture, tools' and context's pre-scripts, custom data), the model (under its timeout), the post-steps;
 the rows come from what it leaves in the workspace (:mod:`madengine.workflow.steps`). Tool outputs are copied to
@@ -21,7 +22,7 @@ from typing import Any
 
 from madengine import docker_engine
 from madengine.docker_options import parse_run_options
-from madengine.errors import ConfigError, EngineError
+from madengine.errors import ConfigError
 from madengine.results.perf_csv import PerfRow
 from madengine.workflow import script
 from madengine.workflow.output import _Log
@@ -65,7 +66,7 @@ def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list
     devices = req.gpus.devices + kwargs.pop("devices", [])
     spec = docker_engine.ContainerSpec(
         image=req.image, name=container_name, labels={docker_engine.RUN_LABEL: req.run_id,
-                                                      "org.madengine.model": req.model["name"],
+                                                      "org.madengine.model": req.model.name,
                                                       "org.madengine.output-dir": str(req.log_dir)},
         env=container_env(req) | extra_env, mounts=mounts, devices=[d.split(":")[0] for d in devices],
         group_add=req.gpus.group_add + kwargs.pop("group_add", []), nvidia_device_ids=req.gpus.nvidia_device_ids,
@@ -77,21 +78,16 @@ def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list
     log = _Log(plan.log_path, req.masker, req.options.live_output)
     container = None
     status = ""
+    steps = ["bash", f"{WORKSPACE}/{script.STATE_DIR}/{script.SCRIPT_NAME}"]
     try:
-        container = docker_engine.start_container(client, spec)
-        first = bytearray()
-
-        def output(chunk: bytes) -> None:
-            if len(first) < 512:
-                first.extend(chunk[:512])
-            log.write(chunk)
-
-        done = docker_engine.exec_stream(
-            client, container, ["bash", f"{WORKSPACE}/{script.STATE_DIR}/{script.SCRIPT_NAME}"],
-            workdir=WORKSPACE, env={}, on_output=output, timeout=script.total_limit(plan))
-        if done.exit_code in (126, 127) and bytes(first).startswith(b"OCI runtime exec failed"):
-            raise EngineError(f"the Docker engine failed to start the step script in {container_name}: "
-                              f"{bytes(first).decode(errors='replace').strip()[:200]}")
+        if req.options.keep_alive:  # an idle container the user can enter afterwards; the steps run in one exec
+            container = docker_engine.start_container(client, spec)
+            done = docker_engine.exec_stream(client, container, steps, workdir=WORKSPACE, env={}, on_output=log.write,
+                                             timeout=script.total_limit(plan))
+        else:  # the step script is the container's main process: no idle process to kill, as `docker run` does
+            container = docker_engine.create_container(client, spec, steps, workdir=WORKSPACE)
+            done = docker_engine.run_attached(container, req.image, on_output=log.write,
+                                              timeout=script.total_limit(plan))
         if done.timed_out:
             status = "the step script hung past every step's limit; the container was stopped"
     except BaseException:

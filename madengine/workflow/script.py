@@ -84,8 +84,8 @@ def _at(command: str, workspace: str) -> str:
 def bundle_paths(req: RunRequest, plan: Plan) -> list[str]:
     """The files (shell words, relative to the workspace; tool ``outputs`` stay globs) that travel back in a
     results bundle besides the step state: ``<model>_env.csv``, the ``multiple_results`` CSV, the tools' outputs."""
-    words = [shlex.quote(env_csv_name(req.model["name"]))]
-    multiple = str(req.model.get("multiple_results") or "")
+    words = [shlex.quote(env_csv_name(req.model.name))]
+    multiple = req.model.multiple_results
     if multiple:
         words += [shlex.quote(f"{plan.model_dir}/{multiple}"), shlex.quote(multiple)]
     for pattern in req.tools.outputs:
@@ -105,7 +105,7 @@ def render(req: RunRequest, plan: Plan, *, workspace: str, datahome: str = "", b
         ConfigError: a step environment name that is not a shell name, or a broken template.
     """
     variables = {
-        "model": req.model["name"], "image": req.image, "run_id": req.run_id, "workspace": workspace,
+        "model": req.model.name, "image": req.image, "run_id": req.run_id, "workspace": workspace,
         "datahome": datahome, "model_dir": plan.model_dir, "kill_grace": KILL_GRACE,
         "pre": [_template_step(s, workspace) for s in plan.pre],
         "model_step": _template_step(plan.model_step, workspace),

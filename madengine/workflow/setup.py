@@ -7,9 +7,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from madengine.workflow import credentials, data, tools
+
+if TYPE_CHECKING:  # pragma: no cover
+    from madengine.hub import Model
 
 
 @dataclass
@@ -24,7 +27,7 @@ class RunSetup:
     data_config: dict[str, Any]
     sys_env: bool
 
-    def check_data(self, models: Sequence[dict[str, Any]], source: str = "data.json") -> None:
+    def check_data(self, models: Sequence[Model], source: str = "data.json") -> None:
         """Every model's ``data`` is defined (in ``source`` or the context's ``data`` key), before anything runs.
 
         Raises:
@@ -33,18 +36,18 @@ class RunSetup:
         from madengine.errors import ConfigError
 
         for model in models:
-            name = str(model.get("data") or "")
+            name = model.data
             if name and name not in self.data_config:
-                raise ConfigError(f"model {model['name']!r}: data {name!r} is not defined in {source} nor in the "
+                raise ConfigError(f"model {model.name!r}: data {name!r} is not defined in {source} nor in the "
                                   "context's 'data' key; add it there (or pass --data-config FILE)")
 
-    def cred_env(self, model: dict[str, Any]) -> dict[str, str]:
+    def cred_env(self, model: Model) -> dict[str, str]:
         """The ``<CRED>_<KEY>`` variables of the model's ``cred`` block (empty without one).
 
         Raises:
             ConfigError: the model names a block that credential.json does not have.
         """
-        return credentials.model_env(self.creds, str(model.get("cred") or ""), model["name"])
+        return credentials.model_env(self.creds, model.cred, model.name)
 
 
 def load(hub: Path, ctx: dict[str, Any], *, tools_config: Sequence[str] = (), data_config: str = "data.json",
@@ -67,7 +70,7 @@ def load(hub: Path, ctx: dict[str, Any], *, tools_config: Sequence[str] = (), da
                     data.load_config(hub, ctx, data_config), sys_env)
 
 
-def hub_paths(hub: Path, ctx: dict[str, Any], shared: RunSetup, models: Sequence[dict[str, Any]],
+def hub_paths(hub: Path, ctx: dict[str, Any], shared: RunSetup, models: Sequence[Model],
               data_config: str = "data.json") -> list[str]:
     """The hub files and directories (relative paths, existing ones only) a run of ``models`` reads on a node that
     does not share this host's file system: each model's scripts directory, ``scripts/common``, every pre/post
@@ -82,7 +85,7 @@ def hub_paths(hub: Path, ctx: dict[str, Any], shared: RunSetup, models: Sequence
              for key in ("pre_scripts", "post_scripts") for r in ctx.get(key) or []]
     wanted += [r.path for r in refs]
     for m in models:
-        custom = (shared.data_config.get(str(m.get("data") or "")) or {}).get("custom") or {}
+        custom = (shared.data_config.get(m.data) or {}).get("custom") or {}
         if custom.get("path"):
             wanted.append(str(custom["path"]))
     return sorted({w for w in wanted if w and (hub / w).exists()})

@@ -28,7 +28,7 @@ def sources(req: RunRequest, scripts_dir: Path, model_dir: str, *, model_scripts
     source = req.hub / scripts_dir
     if model_scripts:
         if not source.is_dir():
-            raise ConfigError(f"model {req.model.get('name')!r}: scripts directory {source} does not exist (field "
+            raise ConfigError(f"model {req.model.name!r}: scripts directory {source} does not exist (field "
                               "'scripts'; if the hub moved since the build, pass --hub)")
         found.append((source, model_dir))
     refs = [ref.path for ref in list(req.tools.pre_scripts) + list(req.tools.post_scripts)] + [
@@ -74,7 +74,7 @@ def prepare_workspace(req: RunRequest, workspace: Path, scripts_dir: Path, model
 def collect_artifacts(req: RunRequest, workspace: Path, model_dir: Path, log_base: str) -> None:
     """Copy ``<model>_env.csv`` next to perf.csv, and the tools' outputs and the step script (``steps.sh``, to replay
     the run by hand) into the per-run directory ``madengine-runs/<run id>/<log base>/``."""
-    env_csv = workspace / env_csv_name(req.model["name"])
+    env_csv = workspace / env_csv_name(req.model.name)
     if env_csv.is_file():
         shutil.copy2(env_csv, req.log_dir / env_csv.name)
         req.artifacts.append(req.log_dir / env_csv.name)

@@ -19,6 +19,7 @@ import yaml
 
 from madengine.deploy.k8s import client, collect, config, images, manifests, objects, plan_model, watch
 from madengine.errors import ConfigError
+from madengine.hub import Model
 from madengine.manifest import BuiltImage
 from madengine.workflow import script as wscript
 from tests.conftest import copy_example_hub, madengine
@@ -71,8 +72,8 @@ def example_hub() -> Path:
     return copy_example_hub(Path(tempfile.mkdtemp(prefix="madengine-k8s-objects-")) / "hub")
 
 
-def _models() -> dict[str, dict[str, Any]]:
-    return {m["name"]: m for m in json.loads((example_hub() / "models.json").read_text())}
+def _models() -> dict[str, Model]:
+    return {m["name"]: Model.model_validate(m) for m in json.loads((example_hub() / "models.json").read_text())}
 
 
 def make_run(model_name: str = "dummy", ctx: dict[str, Any] | None = None, k8s: dict[str, Any] | None = None,
@@ -332,7 +333,7 @@ def _manifest(tmp_path: Path, models: list[str]) -> Path:
         manifest["built_images"][image] = {"model": name, "docker_image": image,
                                            "dockerfile": "docker/dummy.ubuntu.Dockerfile",
                                            "log_base": f"{name}_dummy.ubuntu"}
-        manifest["built_models"][image] = all_models[name]
+        manifest["built_models"][image] = all_models[name].model_dump(mode="json")
     path = tmp_path / "build_manifest.json"
     path.write_text(json.dumps(manifest))
     return path

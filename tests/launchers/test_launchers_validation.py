@@ -12,6 +12,8 @@ import pytest
 from madengine import launchers
 from madengine.errors import ConfigError
 from madengine.gpu import GpuAssignment
+from madengine.hub import Model
+from madengine.manifest import BuiltImage
 from madengine.workflow.plan import RunRequest, container_env
 from tests.conftest import madengine
 
@@ -183,7 +185,7 @@ def test_expand_nodelist(nodelist: str, hosts: list[str]) -> None:
 
 
 def _request(ctx: dict[str, Any]) -> RunRequest:
-    return RunRequest(model={"name": "m"}, build={}, image="", hub=Path("."), ctx=ctx,
+    return RunRequest(model=Model(name="m"), build=BuiltImage(model="m", docker_image="", dockerfile=""), image="", hub=Path("."), ctx=ctx,
                       gpus=GpuAssignment("NONE", [], ""), timeout=None, log_dir=Path("."), work_root=Path("."),
                       run_id="r")
 

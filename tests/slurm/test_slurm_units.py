@@ -16,6 +16,7 @@ from madengine.deploy.slurm import config, render
 from madengine.deploy.slurm.cli import CommandResult, JobInfo, SlurmCli, SlurmError, parse_parsable
 from madengine.deploy.slurm.monitor import STATE_TABLE, JobStatus, Monitor, intervals, map_state
 from madengine.errors import ConfigError
+from madengine.hub import Model
 
 ISSUE_STATES = ["PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT",
                 "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "REQUEUED", "BOOT_FAIL", "DEADLINE", "SUSPENDED"]
@@ -343,7 +344,7 @@ def test_gpus_per_node_default_from_the_model(n_gpus, ctx, sinfo, expected) -> N
 
     cfg, explicit = _resolve_config(ctx, {}, None)
     assert not explicit
-    job = gpus_for_model(cfg, {"name": "m", "n_gpus": n_gpus}, ctx, lambda: sinfo)
+    job = gpus_for_model(cfg, Model(name="m", n_gpus=n_gpus), ctx, lambda: sinfo)
     assert (job.gpus_per_node or 0, job.exclusive) == expected
 
 

@@ -261,6 +261,16 @@ def test_custom_model_dataclass_defaults() -> None:
                             "tags": [], "args": "", "multiple_results": "", "skip_gpu_arch": ""}
 
 
+def test_custom_model_agrees_with_the_model_record() -> None:
+    """MAD's CustomModel stays as MAD files use it, but it is no second model form: each of its fields is a field
+    of the one typed record (:class:`Model`) with the same default, so a CustomModel converts without loss."""
+    defaults = CustomModel(name="x").to_dict()
+    record = Model(name="x")
+    assert set(defaults) <= set(Model.model_fields)
+    assert {name: getattr(record, name) for name in defaults} == defaults
+    assert Model.model_validate(defaults) == record
+
+
 @pytest.mark.parametrize("source, message", [
     ("raise RuntimeError('no Primus checkout\\nsecond line')",
      r"scripts/gen/get_models_json\.py: RuntimeError: no Primus checkout$"),

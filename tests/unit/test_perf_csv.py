@@ -400,3 +400,24 @@ def test_unusable_journal_is_dropped(tmp_path: Path, case: str) -> None:
     assert path.read_bytes().startswith(before)
     assert [r["model"] for r in read_rows(path)] == ["before", "after"]
     assert not journal(path).exists()
+
+
+def test_one_row_schema_for_perf_csv_summary_and_reports() -> None:
+    """The result record is declared once: its fields (except the run log's path) are PerfRow fields, the run
+    summary's entries are that record and a report row extends it, and both convert from a PerfRow by name."""
+    from dataclasses import asdict, fields
+
+    from madengine.report.load import ReportRow
+    from madengine.report.summary import SummaryEntry, build_summary
+    from madengine.results.record import NUMERIC_FIELDS, RECORD_FIELDS, ResultRecord
+
+    assert set(RECORD_FIELDS) - {"log"} <= set(PerfRow.model_fields)
+    assert set(RECORD_FIELDS) >= NUMERIC_FIELDS
+    assert SummaryEntry is ResultRecord and issubclass(ReportRow, ResultRecord)
+    assert tuple(f.name for f in fields(ReportRow))[:len(RECORD_FIELDS)] == RECORD_FIELDS
+    row = PerfRow(model="m", status="FAILURE", performance="12.5", metric="s", build_duration="bad", node_rank="1",
+                  reason="exit 3", relative_change="+1.00%")
+    entry = build_summary([row], logs={"m": "m.log"}).models[0]
+    assert (entry.performance, entry.build_duration, entry.node_rank, entry.reason, entry.log) == \
+        (12.5, None, "1", "exit 3", "m.log")
+    assert ReportRow.from_cells(dict(row), source="x") == ReportRow(**{**asdict(entry), "log": ""}, source="x")

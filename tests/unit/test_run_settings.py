@@ -8,6 +8,7 @@ from madengine import settings
 from madengine.docker_options import parse_run_options
 from madengine.errors import ConfigError
 from madengine.gpu import HostGpus, assign, parse_gpu_list
+from madengine.hub import Model
 from madengine.run_local import effective_timeout, skipped_for_arch
 
 
@@ -25,12 +26,13 @@ def test_precedence_flag_over_env_over_config(monkeypatch) -> None:
         settings.resolve(None)
 
 
-@pytest.mark.parametrize(("model", "cli", "expected"), [
-    (None, None, 7200.0), (5, None, 5.0), (-1, None, None), (0, None, None), (5, 0, None), (5, 60, 60.0),
-    ("30", None, 30.0),
+@pytest.mark.parametrize(("fields", "cli", "expected"), [
+    ({}, None, 7200.0), ({"timeout": 5}, None, 5.0), ({"timeout": -1}, None, None), ({"timeout": 0}, None, None),
+    ({"timeout": 5}, 0, None), ({"timeout": 5}, 60, 60.0), ({"timeout": "30"}, None, 30.0),
 ])
-def test_effective_timeout(model, cli, expected) -> None:
-    assert effective_timeout(model, cli) == expected
+def test_effective_timeout(fields, cli, expected) -> None:
+    """The models.json record's timeout (default 7200 s, strings converted) unless --timeout is given."""
+    assert effective_timeout(Model(name="m", **fields).timeout, cli) == expected
 
 
 def test_parse_timeout() -> None:
@@ -58,9 +60,9 @@ def test_gpu_lists_and_assignment() -> None:
 
 
 def test_skip_gpu_arch() -> None:
-    assert skipped_for_arch({"skip_gpu_arch": "gfx90a, gfx942"}, "gfx942")
-    assert not skipped_for_arch({"skip_gpu_arch": "gfx90a"}, "gfx942")
-    assert not skipped_for_arch({"skip_gpu_arch": "gfx90a"}, "")
+    assert skipped_for_arch(Model(name="m", skip_gpu_arch="gfx90a, gfx942"), "gfx942")
+    assert not skipped_for_arch(Model(name="m", skip_gpu_arch="gfx90a"), "gfx942")
+    assert not skipped_for_arch(Model(name="m", skip_gpu_arch="gfx90a"), "")
 
 
 def test_docker_run_options() -> None:

@@ -61,8 +61,8 @@ class AcmeBatch:
         args = node_args(request.options, {p: str(Path(p).resolve()) for p in request.options.tools_config})
         jobs = []
         for image, build in request.manifest.built_images.items():
-            model = request.manifest.built_models.get(image) or {"name": build.model}
-            job_dir = root / model["name"].replace("/", "_")
+            model = request.manifest.model_for(image)
+            job_dir = root / model.name.replace("/", "_")
             job_dir.mkdir(parents=True)
             one = request.manifest.model_copy(update={"built_images": {image: build},
                                                       "built_models": {image: model}, "hub": str(hub)})

@@ -9,9 +9,9 @@ def deploy(request: api.DeployRequest) -> api.RunSummary:
     """Append one SKIPPED row per built image (deployment_type ``acme-dryrun``) and return them."""
     rows = []
     for image, build in request.manifest.built_images.items():
-        model = request.manifest.built_models.get(image, {"name": build.model})
-        rows.append(api.PerfRow(model=model["name"], docker_image=image, docker_file=build.dockerfile,
-                                deployment_type="acme-dryrun", args=model.get("args", ""), status="SKIPPED",
-                                reason=f"dry run: would run {model.get('scripts', '')} in {image}"))
+        model = request.manifest.model_for(image)
+        rows.append(api.PerfRow(model=model.name, docker_image=image, docker_file=build.dockerfile,
+                                deployment_type="acme-dryrun", args=model.args, status="SKIPPED",
+                                reason=f"dry run: would run {model.scripts} in {image}"))
     api.append_rows(request.output, rows)
     return api.RunSummary(rows, request.output)

@@ -25,6 +25,7 @@ from madengine.deploy.k8s.config import K8sConfig
 from madengine.deploy.k8s.names import job_name
 from madengine.errors import ConfigError
 from madengine.gpu import GpuAssignment
+from madengine.hub import Model
 from madengine.manifest import BuiltImage
 from madengine.run_local import effective_timeout
 from madengine.run_spec import RunOptions
@@ -75,7 +76,7 @@ def _vendor(cfg: K8sConfig, ctx: dict[str, Any]) -> str:
     return cfg.gpu_vendor or str(ctx.get("gpu_vendor") or "AMD").lower()
 
 
-def plan_model(image_name: str, build: BuiltImage, model: dict[str, Any], ctx: dict[str, Any], cfg: K8sConfig,
+def plan_model(image_name: str, build: BuiltImage, model: Model, ctx: dict[str, Any], cfg: K8sConfig,
                run_id: str, hub: Path, log_dir: Path, timeout: int | None,
                shared: setup.RunSetup | None = None, options: RunOptions | None = None) -> ModelRun:
     """Plan one model: image, GPUs, environment, data, credentials, the step script and the objects to create.
@@ -98,26 +99,22 @@ def plan_model(image_name: str, build: BuiltImage, model: dict[str, Any], ctx: d
     elif cfg.gpus is not None:
         gpus = cfg.gpus
     else:
-        raw = str(model.get("n_gpus", "1")).strip() or "1"
-        try:
-            gpus = int(raw)
-        except ValueError:
-            raise ConfigError(f"models.json: model {model['name']!r} has n_gpus {raw!r}; give --gpus N") from None
+        gpus = int(model.n_gpus)  # an integer, checked when the record was read
         if gpus < 0:
-            raise ConfigError(f"models.json: model {model['name']!r} asks for all GPUs of a node (n_gpus {raw}), "
+            raise ConfigError(f"models.json: model {model.name!r} asks for all GPUs of a node (n_gpus {gpus}), "
                               "which Kubernetes cannot express: give --gpus N (or k8s.gpus), or gpu_vendor NONE")
-    ref = images.check_reference(build.registry_image or image_name, f"image of model {model['name']!r}")
+    ref = images.check_reference(build.registry_image or image_name, f"image of model {model.name!r}")
     secret_env = shared.cred_env(model)
-    req = RunRequest(model=model, build=build.model_dump(), image=ref, hub=hub, ctx=ctx,
+    req = RunRequest(model=model, build=build, image=ref, hub=hub, ctx=ctx,
                      gpus=GpuAssignment(vendor.upper(), list(range(gpus)), str(ctx.get("gpu_architecture") or "")),
-                     timeout=effective_timeout(model.get("timeout"), timeout), log_dir=log_dir, work_root=log_dir,
+                     timeout=effective_timeout(model.timeout, timeout), log_dir=log_dir, work_root=log_dir,
                      run_id=run_id, options=options or RunOptions(), deployment_type="k8s", nnodes=cfg.nnodes,
                      tools=shared.tools,
                      sys_env_details=shared.sys_env, masker=shared.masker,
                      extra_env={"BUILD_NUMBER": os.environ.get("BUILD_NUMBER", "")})
     mount = None
-    if model.get("data"):
-        req.data = data.for_cluster(str(model["data"]), shared.data_config, hub=hub, target="Kubernetes")
+    if model.data:
+        req.data = data.for_cluster(model.data, shared.data_config, hub=hub, target="Kubernetes")
         source = next(iter(req.data.mounts), None)
         if cfg.data_pvc:
             mount = objects.DataMount(req.data.home, claim=cfg.data_pvc, read_only=req.data.provider_type == "local")
@@ -131,15 +128,15 @@ def plan_model(image_name: str, build: BuiltImage, model: dict[str, Any], ctx: d
     files[f"{script.STATE_DIR}/{script.SCRIPT_NAME}"] = (text.encode(), 0o755)
     env = {k: v for k, v in container_env(req).items() if k not in secret_env} | dict(cfg.env_vars)
     limit = script.total_limit(run_plan)
-    name = job_name(model["name"], run_id)
+    name = job_name(model.name, run_id)
     plan = objects.JobPlan(
-        job_name=name, namespace=cfg.namespace, run_id=run_id, model=model["name"], image=ref,
+        job_name=name, namespace=cfg.namespace, run_id=run_id, model=model.name, image=ref,
         pull_policy=cfg.image_pull_policy or "IfNotPresent", model_dir=run_plan.model_dir, env=env, gpus=gpus,
         gpu_resource=(cfg.gpu_resource or objects.GPU_RESOURCES.get(vendor)) if gpus else None, config=cfg,
         files=files, active_deadline=int(limit) if limit else None,
         image_scripts_dir=(cfg.image_scripts_dir or f"{WORKSPACE}/{run_plan.model_dir}") if in_image else None,
         secret_env=secret_env, data=mount,
-        labels={**cfg.labels, **objects.common_labels(model["name"], run_id, name)})
+        labels={**cfg.labels, **objects.common_labels(model.name, run_id, name)})
     objects.add_launcher_env(plan, ctx)
     return ModelRun(plan, req, run_plan, objects.build_objects(plan), run_plan.log_base,
                     local_image=not build.registry_image, image_key=image_name)
@@ -153,8 +150,7 @@ def plan_all(request: DeployRequest, cfg: K8sConfig, run_id: str) -> list[ModelR
                         sys_env_details=request.sys_env_details)
     runs = []
     for image, build in request.manifest.built_images.items():
-        model = request.manifest.built_models.get(image) or {"name": build.model}
-        runs.append(plan_model(image, build, model, request.ctx, cfg, run_id, hub, log_dir, request.timeout, shared,
+        runs.append(plan_model(image, build, request.manifest.model_for(image), request.ctx, cfg, run_id, hub, log_dir, request.timeout, shared,
                                request.options))
     return runs
 

@@ -75,13 +75,12 @@ class K8sTarget:
         target.cfg = K8sConfig.model_validate(spec["k8s"])
         manifest = Manifest.model_validate(spec["manifest"])
         image, build = next(iter(manifest.built_images.items()))
-        model = manifest.built_models.get(image) or {"name": build.model}
         options = RunOptions(**spec["options"])
         hub = Path(spec["hub"])
-        run = planning.plan_model(image, build, model, spec["ctx"], target.cfg, spec["run_id"], hub, Path(spec["log_dir"]),
-                         options.timeout, setup.load(hub, spec["ctx"], tools_config=options.tools_config,
-                                                     data_config=options.data_config,
-                                                     sys_env_details=options.sys_env_details), options)
+        shared = setup.load(hub, spec["ctx"], tools_config=options.tools_config, data_config=options.data_config,
+                            sys_env_details=options.sys_env_details)
+        run = planning.plan_model(image, build, manifest.model_for(image), spec["ctx"], target.cfg, spec["run_id"],
+                                  hub, Path(spec["log_dir"]), options.timeout, shared, options)
         target.runs[run.plan.job_name] = run
         return target
 
@@ -134,8 +133,8 @@ class K8sTarget:
         spec_path = output.parent / ".madengine" / "k8s" / self.run_id / f"{plan.job_name}.json"
         spec_path.parent.mkdir(parents=True, exist_ok=True)
         image = run.image_key
-        one = {"built_images": {image: self.request.manifest.built_images[image].model_dump()},
-               "built_models": {image: run.request.model}}
+        one = Manifest(built_images={image: self.request.manifest.built_images[image]},
+                       built_models={image: run.request.model}).model_dump(mode="json")
         spec_path.write_text(json.dumps({
             "manifest": one, "ctx": self.request.ctx, "hub": str(run.request.hub), "run_id": self.run_id,
             "k8s": self.cfg.model_dump(mode="json"), "options": dataclasses.asdict(self.request.options),
@@ -147,7 +146,7 @@ class K8sTarget:
                          + (f", deadline {plan.active_deadline} s" if plan.active_deadline else "") + ")")
         return JobRecord(job_id=plan.job_name, target="k8s", model=plan.model, output=str(output),
                          nnodes=plan.nnodes, gpus_per_node=plan.gpus, docker_image=plan.image,
-                         docker_file=str(run.request.build.get("dockerfile", "")),
+                         docker_file=run.request.build.dockerfile,
                          submitted=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                          details={"namespace": plan.namespace, "kubeconfig": self.cfg.kubeconfig,
                                   "context": self.cfg.context, "keep_job": self.cfg.keep_job, "spec": str(spec_path)})

@@ -36,7 +36,8 @@ from madengine.deploy.slurm import render as render_mod
 from madengine.deploy.slurm.cli import Executor, LocalExecutor, SlurmCli, SlurmError
 from madengine.deploy.slurm.monitor import SlurmPoll
 from madengine.errors import ConfigError
-from madengine.manifest import Manifest
+from madengine.hub import Model
+from madengine.manifest import BuiltImage, Manifest
 from madengine.manifest import save as save_manifest
 from madengine.results.perf_csv import PerfRow
 
@@ -121,23 +122,15 @@ def _resolve_config(ctx: dict[str, Any], options: dict[str, Any],
     return cfg, explicit_gpus
 
 
-def gpus_for_model(cfg: config_mod.SlurmConfig, model: dict[str, Any], ctx: dict[str, Any],
+def gpus_for_model(cfg: config_mod.SlurmConfig, model: Model, ctx: dict[str, Any],
                    node_gpus: Callable[[], int | None]) -> config_mod.SlurmConfig:
     """The job's config for one model when GPUs per node were not given: the model's ``n_gpus`` per node; ``-1``
     (all) asks for the partition's GPUs per node (``node_gpus()``, from sinfo), else for whole nodes
     (``--exclusive``); a CPU context (``gpu_vendor`` NONE) asks for none.
-
-    Raises:
-        ConfigError: ``n_gpus`` is not a whole number.
     """
     if str(ctx.get("gpu_vendor") or "").upper() == "NONE":
         return cfg
-    raw = str(model.get("n_gpus", "1")).strip() or "1"
-    try:
-        wanted = int(raw)
-    except ValueError:
-        raise ConfigError(f"models.json: model {model['name']!r} has n_gpus {raw!r}; give --gpus-per-node N") \
-            from None
+    wanted = int(model.n_gpus)  # an integer, checked when the record was read
     if wanted > 0:
         return cfg.model_copy(update={"gpus_per_node": wanted})
     if wanted < 0:
@@ -153,7 +146,7 @@ class SlurmJob:
     model: str
     cluster_dir: str
     local_dir: Path
-    build: dict[str, Any]
+    build: BuiltImage
     gpus_per_node: int
 
 
@@ -240,9 +233,9 @@ class SlurmTarget:
         planned: list[SlurmJob] = []
         models = []
         for image, build in request.manifest.built_images.items():
-            model = request.manifest.built_models.get(image) or {"name": build.model}
+            model = request.manifest.model_for(image)
             models.append(model)
-            slug = _slug(model["name"])
+            slug = _slug(model.name)
             local_dir, cluster_dir = local_root / slug, f"{cluster_root}/{slug}"
             one = Manifest(built_images={image: build}, built_models={image: model}, context=node_ctx,
                            credentials_required=request.manifest.credentials_required,
@@ -251,11 +244,11 @@ class SlurmTarget:
             local_dir.mkdir(parents=True, exist_ok=True)
             save_manifest(one, local_dir / "build_manifest.json")
             job_cfg = cfg if explicit_gpus else gpus_for_model(cfg, model, request.ctx, node_gpus)
-            spec = render_mod.JobSpec(job_name=render_mod.job_name(cfg.job_name, model["name"]), job_dir=cluster_dir,
+            spec = render_mod.JobSpec(job_name=render_mod.job_name(cfg.job_name, model.name), job_dir=cluster_dir,
                                       hub=cluster_hub, python=cfg.python or sys.executable, cfg=job_cfg,
                                       env_vars=env_vars, run_args=run_args)
             (local_dir / "job.sh").write_text(render_mod.render(spec), encoding="utf-8")
-            planned.append(SlurmJob(model["name"], cluster_dir, local_dir, build.model_dump(),
+            planned.append(SlurmJob(model.name, cluster_dir, local_dir, build,
                                     job_cfg.gpus_per_node or 0))
         if not planned:
             raise ConfigError("the manifest has no built images to run; run `inv build` first")
@@ -297,7 +290,7 @@ class SlurmTarget:
                          cluster=self.cluster_spec, inventory=str(self.inventory_path) if self.inventory_path else None,
                          nnodes=self.nodes, gpus_per_node=job.gpus_per_node,
                          submitted=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                         docker_image=job.build.get("docker_image", ""), docker_file=job.build.get("dockerfile", ""))
+                         docker_image=job.build.docker_image, docker_file=job.build.dockerfile)
 
     def collect(self, record: JobRecord, status: JobStatus) -> list[PerfRow]:
         """Fetch the job's results (over SSH) and read every node's rows (:func:`.collect.rows_for_job`)."""
