@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from invoke import Program
 
 from madengine import __version__
-from madengine.errors import EXIT_INVALID_ARGS
+from madengine.errors import EXIT_FAILURE, EXIT_INVALID_ARGS
 
 
 class MadengineProgram(Program):
@@ -29,14 +29,27 @@ class MadengineProgram(Program):
         self.config.load_project()
 
     def parse_core(self, argv: list[str] | None) -> None:
-        """Invoke's core-flag parsing; a parse error exits 4 with Invoke's one-line message."""
+        """Invoke's core-flag parsing; a parse error exits 4 with Invoke's one-line message. ``TASK ... --help`` is
+        read as ``--help TASK``: Invoke would take ``--help`` as the value of a positional argument (``jobs.logs
+        --help`` looked for a job named "--help")."""
         with _parse_errors_exit_4():
-            super().parse_core(argv)
+            super().parse_core(_help_first(argv if argv is not None else sys.argv, self.namespace))
 
     def parse_tasks(self) -> None:
         """Invoke's task parsing; a parse error exits 4 with Invoke's one-line message."""
         with _parse_errors_exit_4():
             super().parse_tasks()
+
+
+def _help_first(argv: list[str], namespace: object) -> list[str]:
+    names = set(getattr(namespace, "task_names", {})) | {a for t in getattr(namespace, "task_names", {}).values()
+                                                         for a in t}
+    for i, token in enumerate(argv[1:], start=1):
+        if token in names:
+            if any(t in ("-h", "--help") for t in argv[i + 1:]):
+                return [*argv[:i], "--help", token]
+            break
+    return argv
 
 
 @contextlib.contextmanager
@@ -59,6 +72,9 @@ def main() -> None:
                                binary_names=["madengine"])
     try:
         program.run()
+    except BrokenPipeError:  # the reader went away (`madengine --list | head`): stop quietly, as a shell tool would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_FAILURE)
     except Exception as e:  # noqa: BLE001 - invoke config casting/merging, yaml parse errors: one line, not a trace
         if os.environ.get("MADENGINE_DEBUG"):
             raise

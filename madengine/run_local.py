@@ -16,7 +16,7 @@ from madengine import console, gpu
 from madengine.hub import Model
 from madengine.manifest import Manifest
 from madengine.report.relative import append_with_relative_change
-from madengine.results.perf_csv import PerfRow, append_rows
+from madengine.results.perf_csv import PerfRow, check_appendable
 from madengine.run_spec import RunOptions
 from madengine.workflow.plan import RunRequest
 from madengine.workflow.runner import run_model
@@ -112,7 +112,7 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], run: LocalRun,
     native = ctx.get("runtime") == "native"
     client = None if native else docker_engine.connect()
     if not options.skip_model_run:
-        append_rows(run.output, [])  # fail fast on a foreign perf.csv header, before any model runs
+        check_appendable(run.output)  # a foreign or cut-short perf.csv fails before any model runs
     shared = setup.load(run.hub, ctx, tools_config=options.tools_config, data_config=options.data_config,
                         sys_env_details=options.sys_env_details)
     masker = shared.masker

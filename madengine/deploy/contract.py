@@ -37,7 +37,7 @@ from madengine.deploy import jobs as jobs_mod
 from madengine.deploy.jobs import JobRecord, JobStatus
 from madengine.deploy.watcher import Watcher, counts
 from madengine.errors import MadEngineError, SchedulerError
-from madengine.results.perf_csv import PerfRow
+from madengine.results.perf_csv import PerfRow, check_appendable
 
 if TYPE_CHECKING:  # pragma: no cover
     from madengine.api import RunSummary
@@ -144,7 +144,6 @@ def run(target: Target, request: DeployRequest) -> RunSummary:
         KeyboardInterrupt: after the open jobs were cancelled.
     """
     from madengine.api import RunSummary
-    from madengine.results.perf_csv import append_rows
 
     output = request.output.resolve()
     try:
@@ -155,7 +154,7 @@ def run(target: Target, request: DeployRequest) -> RunSummary:
                 print(path)
             return RunSummary([], output)
         if target.wait:
-            append_rows(output, [])  # a foreign perf.csv fails before anything is submitted
+            check_appendable(output)  # a foreign or cut-short perf.csv fails before anything is submitted
         target.preflight(planned)
         records: list[JobRecord] = []
         states: dict[str, JobStatus] = {}

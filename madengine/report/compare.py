@@ -15,6 +15,7 @@ and an *improvement* otherwise. Lower is better for metrics that look like times
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -137,11 +138,15 @@ def _entry(key: tuple[str, ...], metric: str, cells: list[Cell], threshold: floa
             continue
         delta = cell.value - base
         rel = delta / abs(base) if base else None
-        entry.changes.append((delta, rel))
         if rel is not None and abs(rel) > threshold:
             flags.add("regression" if (delta < 0) != lower else "improvement")
+        entry.changes.append((_finite(delta), _finite(rel)))  # 1e308 against -1e308 overflows: no number, but flagged
     entry.flag = next((f for f in ("regression", "failed", "missing", "improvement", "skipped") if f in flags), "")
     return entry
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
 
 
 def _merge_blank_metrics(entries: list[Entry], threshold: float) -> list[Entry]:
@@ -254,4 +259,4 @@ def comparison_dict(result: Comparison) -> dict[str, Any]:
 
 def render_compare_json(result: Comparison) -> str:
     """:func:`comparison_dict` as indented JSON text."""
-    return json.dumps(comparison_dict(result), indent=1)
+    return json.dumps(comparison_dict(result), indent=1, allow_nan=False)

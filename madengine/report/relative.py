@@ -9,6 +9,7 @@ has no number. madengine v2 leaves the column empty; readers treat it as text.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,8 @@ def relative_change(previous_rows: Iterable[Mapping[str, Any] | Any], row: Mappi
             previous = value
     if previous is None:
         return ""
-    return f"{(new - previous) / abs(previous) * 100:+.2f}%"
+    change = (new - previous) / abs(previous) * 100
+    return f"{change:+.2f}%" if math.isfinite(change) else ""  # 1e308 after 1e-308 overflows: no number
 
 
 def append_with_relative_change(path: str | Path, rows: Sequence[Any]) -> None:
@@ -61,13 +63,41 @@ def append_with_relative_change(path: str | Path, rows: Sequence[Any]) -> None:
     the other rows of this call: the nodes of one multi-node job are one run), then append them with
     :func:`madengine.results.perf_csv.append_rows` (one locked write).
 
+    A finished result is never lost: when the file cannot take the rows (made unreadable or foreign since the run
+    started, not writable, disk full), they are written to a new ``<name>.unsaved-<UTC time>.csv`` next to it and
+    the error says where.
+
     Raises:
-        PerfCsvError: the file cannot be appended to (foreign header, not writable).
+        PerfCsvError: the file cannot be appended to (foreign header, malformed, not writable).
     """
+    from madengine.errors import PerfCsvError
     from madengine.results.perf_csv import append_rows, read_rows
 
     target = Path(path)
-    previous: list[Any] = read_rows(target) if target.is_file() else []
-    for row in rows:
-        row.relative_change = relative_change(previous, row)
-    append_rows(target, rows)
+    try:
+        previous: list[Any] = read_rows(target) if target.is_file() else []
+        for row in rows:
+            row.relative_change = relative_change(previous, row)
+        append_rows(target, rows)
+    except PerfCsvError as e:
+        if not rows:
+            raise
+        raise PerfCsvError(f"{e.message}; {_save_elsewhere(target, rows)}") from None
+
+
+def _save_elsewhere(target: Path, rows: Sequence[Any]) -> str:
+    """Write ``rows`` to a new perf.csv next to ``target`` (else in the working directory); say where."""
+    from datetime import datetime, timezone
+
+    from madengine.errors import PerfCsvError
+    from madengine.results.perf_csv import append_rows
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    for directory in (target.parent, Path.cwd()):
+        spare = directory / f"{target.stem}.unsaved-{stamp}.csv"
+        try:
+            append_rows(spare, rows)
+            return f"this run's {len(rows)} row(s) were saved to {spare} instead"
+        except PerfCsvError:
+            continue
+    return f"this run's {len(rows)} row(s) could not be saved anywhere (see the console lines above)"

@@ -167,6 +167,51 @@ def append_rows(path: str | Path, rows: Iterable[PerfRow]) -> None:
             journaled_append(fd, path, size, newline + payload)
 
 
+def check_appendable(path: str | Path) -> None:
+    """Check, before anything runs, that rows can be appended to the perf.csv at ``path``; creates nothing.
+
+    An existing file must have :data:`PERF_CSV_HEADER` and a complete last row (an interrupted writer of another
+    tool can leave one cut short, which would make the run's own rows unreadable); a pending journal is completed
+    first. A missing file needs a writable directory (the nearest existing one).
+
+    Raises:
+        PerfCsvError: names the file (and line) and the fix.
+    """
+    path = Path(path)
+    if not path.exists():
+        parent = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise PerfCsvError(f"{path}: cannot be created ({parent} is not a writable directory); give --output a "
+                               "writable path")
+        return
+    with open_locked(path, write=True) as fd:
+        recover(fd, path)
+        size = os.fstat(fd).st_size
+        if size:
+            _check_header(fd, path)
+            _check_last_row(fd, path, size)
+
+
+def _check_last_row(fd: int, path: Path, size: int) -> None:
+    """Raise PerfCsvError when the last row has fewer fields than the header (a row cut short)."""
+    raw = os.pread(fd, min(size, 1 << 20), max(0, size - (1 << 20)))
+    tail = raw.rstrip(b"\r\n")
+    last = tail.rsplit(b"\n", 1)[-1]
+    if not last.strip() or last.count(b'"') % 2:  # blank, or a quoted field spans lines: read_rows checks those
+        return
+    try:
+        cells = next(csv.reader([last.decode("utf-8", errors="replace")]))
+    except (csv.Error, StopIteration):
+        return
+    if len(cells) >= len(PERF_CSV_HEADER):
+        return
+    start = size - (len(raw) - len(tail)) - len(last)  # offset of the last row
+    line = 1 + sum(os.pread(fd, min(1 << 24, start - o), o).count(b"\n") for o in range(0, start, 1 << 24))
+    raise PerfCsvError(
+        f"{path}:{line}: the last row is cut short ({len(cells)} of {len(PERF_CSV_HEADER)} fields; an interrupted "
+        f"writer?); nothing was run. Remove that line (`sed -i '$d' {path}`) or write to another file with --output")
+
+
 def read_rows(path: str | Path) -> list[dict[str, str]]:
     """The data rows of a perf.csv as ``{column: value}`` dicts keyed by the file's own header.
 

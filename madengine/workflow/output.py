@@ -4,6 +4,7 @@ turned into perf rows; and the masked run log (``<model>_<dockerfile>.run.live.l
 from __future__ import annotations
 
 import math
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -34,14 +35,16 @@ def _lines(path: Path) -> Iterator[str]:
 
 
 def scan_output(source: str | Path, ctx: Mapping[str, Any],
-                masker: Masker | None = None) -> tuple[tuple[str, str] | None, str | None]:
-    """The first finite ``performance:`` value/metric and the first error-marker line of a model's output.
+                masker: Masker | None = None) -> tuple[tuple[str, str] | None, str | None, str | None]:
+    """The first finite ``performance:`` value/metric, the first error-marker line of a model's output and, when no
+    finite value was found, the first value that was rejected for not being a finite number (``nan``, ``inf``,
+    ``1e999``; ``None`` when there was none).
 
-    ``source`` is the whole text, or a file (the step script's ``model.out``) scanned line by line. A non-finite value
-    (``inf``, ``nan``, ``1e999``) does not count as a performance.
+    ``source`` is the whole text, or a file (the step script's ``model.out``) scanned line by line.
     """
     patterns, benign = error_patterns_from_context(ctx)
     perf: tuple[str, str] | None = None
+    rejected: str | None = None
     marker: str | None = None
     in_traceback = False  # a Python traceback is reported by its final, unindented exception line
     lines = source.splitlines() if isinstance(source, str) else _lines(source)
@@ -50,6 +53,9 @@ def scan_output(source: str | Path, ctx: Mapping[str, Any],
             found = parse_performance(line)
             if found is not None and _finite(found[0]):
                 perf = found
+            elif rejected is None and "performance:" in line:
+                word = found[0] if found is not None else _NON_FINITE.search(line)
+                rejected = word if isinstance(word, str) or word is None else word[1]
         if in_traceback and line.strip() and not line[:1].isspace():
             marker, in_traceback = line.strip()[:200], False
         elif marker is None and patterns:
@@ -59,7 +65,10 @@ def scan_output(source: str | Path, ctx: Mapping[str, Any],
             break
     if marker and masker:
         marker = masker.text(marker)
-    return perf, marker
+    return perf, marker, None if perf else rejected
+
+
+_NON_FINITE = re.compile(r"performance:[ \t]*([+-]?(?:nan|inf(?:inity)?))\b", re.IGNORECASE)
 
 
 def _finite(value: str) -> bool:
@@ -71,7 +80,7 @@ def _finite(value: str) -> bool:
 
 def rows_from_output(req: RunRequest, row: PerfRow, output: str | Path, model_dir: Path,
                       workspace: Path) -> list[PerfRow]:
-    parsed, marker = scan_output(output, req.ctx, req.masker)
+    parsed, marker, rejected = scan_output(output, req.ctx, req.masker)
     multiple = req.model.multiple_results
     if multiple:
         csv_path = next((p for p in (model_dir / multiple, workspace / multiple) if p.is_file()), model_dir / multiple)
@@ -89,8 +98,8 @@ def rows_from_output(req: RunRequest, row: PerfRow, output: str | Path, model_di
         return rows
     if parsed and marker is None:
         return [row.model_copy(update={"performance": parsed[0], "metric": parsed[1], "status": "SUCCESS"})]
-    update: dict[str, Any] = {"status": "FAILURE",
-                              "reason": f"log shows: {marker}" if marker else NO_PERFORMANCE}
+    reason = NO_PERFORMANCE if rejected is None else f"the 'performance:' line gives {rejected!r}, not a finite number"
+    update: dict[str, Any] = {"status": "FAILURE", "reason": f"log shows: {marker}" if marker else reason}
     if parsed:
         update.update(performance=parsed[0], metric=parsed[1])
     return [row.model_copy(update=update)]

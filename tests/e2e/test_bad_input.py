@@ -115,3 +115,25 @@ def test_build_failure_exit_2_keeps_previous_manifest(hub: Path, docker_client) 
     assert "broken" in one_line_error(res.err)
     assert json.loads((hub / "build_manifest.json").read_text())["marker"] == "previous"
     assert "about to fail" in (hub / "broken_broken.ubuntu.build.live.log").read_text()
+
+
+@pytest.mark.parametrize("args", [["jobs.logs", "--help"], ["jobs.status", "-h"], ["run.slurm", "--tags", "x", "--help"]])
+def test_help_after_a_task_shows_its_help(tmp_path: Path, args: list[str]) -> None:
+    """``TASK --help`` prints the task's help even when the task takes a positional argument (Invoke alone would
+    read "--help" as the job id)."""
+    res = madengine(*args, cwd=tmp_path)
+    assert res.rc == 0 and f"Usage: madengine [--core-opts] {args[0]}" in res.out, res.out + res.err
+    assert not (tmp_path / ".madengine").exists()
+
+
+def test_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    """``madengine --list | head -1``: the reader is gone before madengine writes; no error text, no traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "madengine", "--list"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    proc.stdout.close()  # long before the interpreter has started: the first write meets a closed pipe
+    _, err = proc.communicate(timeout=60)
+    assert err == "" and proc.returncode == 1, err

@@ -51,6 +51,19 @@ def test_compare_two_runs(write_perf) -> None:
     assert "**REGRESSION**" in render_compare_markdown(result)
 
 
+def test_extreme_values_give_strict_json_and_still_flag(write_perf) -> None:
+    """1e308 against -1e308 (or against 1e-308) overflows a float: the JSON has null there, never the non-JSON
+    ``Infinity``, and the entry is still flagged by the direction of the change."""
+    a = write_perf("a.csv", [row("big", performance="-1e308"), row("tiny", performance="1e-308")])
+    b = write_perf("b.csv", [row("big", performance="1e308"), row("tiny", performance="1e308")])
+    result = compare(load_sources([a, b], ["A", "B"]), threshold=0.05)
+    assert {e.key[0]: e.flag for e in result.entries} == {"big": "improvement", "tiny": "improvement"}
+    text = render_compare_json(result)
+    assert "Infinity" not in text and "NaN" not in text
+    changes = {e["model"]: e["changes"]["B"] for e in json.loads(text)["entries"]}
+    assert changes["big"] == {"absolute": None, "relative": None} and changes["tiny"]["relative"] is None
+
+
 def test_threshold_and_latest_success_row(write_perf) -> None:
     a = write_perf("a.csv", [row("m", performance="50"), row("m", performance="100"), row("m", "FAILURE")])
     b = write_perf("b.csv", [row("m", performance="108")])

@@ -84,6 +84,15 @@ def test_relative_change_against_previous_run_in_real_perf_csv(tmp_path: Path) -
     assert relative_change([row("m", performance="-4")], row("m", performance="-2")) == "+50.00%"
 
 
+def test_relative_change_never_writes_infinity() -> None:
+    """perf.csv never gets ``+inf%``: a change too large for a float is left blank."""
+    from madengine.report.relative import relative_change
+
+    old = {"model": "m", "status": "SUCCESS", "metric": "x", "performance": "1e-308"}
+    assert relative_change([old], {"model": "m", "metric": "x", "performance": "1e308"}) == ""
+    assert relative_change([old], {"model": "m", "metric": "x", "performance": "2e-308"}) == "+100.00%"
+
+
 def test_relative_change_reads_v1_rows() -> None:
     v1 = {"model": "bert", "docker_file": "docker/bert.Dockerfile", "gpu_architecture": "gfx942",
           "performance": "50", "metric": "samples_per_second", "status": "SUCCESS"}  # no deployment_type column

@@ -295,3 +295,26 @@ def test_multi_result_is_immutable() -> None:
     result = MultiResult(model="1", performance="2", metric="x", status="SUCCESS")
     with pytest.raises(AttributeError):
         result.model = "2"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("log", "rejected"), [
+    ("performance: nan samples_per_second", "nan"), ("performance: inf ms", "inf"), ("performance: 1e999 x", "1e999"),
+    ("performance: -Infinity x", "-Infinity"), ("performance: N/A", None), ("no line at all", None),
+])
+def test_a_non_finite_performance_is_named_in_the_reason(log: str, rejected: str | None) -> None:
+    """``performance: nan`` is not "no performance line": the reason says what the line gave."""
+    from madengine.gpu import GpuAssignment
+    from madengine.hub import Model
+    from madengine.manifest import BuiltImage
+    from madengine.results.perf_csv import PerfRow
+    from madengine.workflow.output import NO_PERFORMANCE, rows_from_output, scan_output
+    from madengine.workflow.plan import RunRequest
+
+    assert scan_output(log, {}) == (None, None, rejected)
+    assert scan_output(f"{log}\nperformance: 3 ms", {})[::2] == (("3", "ms"), None)
+    req = RunRequest(model=Model(name="m"), build=BuiltImage(model="m", docker_image="i", dockerfile="d"), image="i",
+                     hub=Path("."), ctx={}, gpus=GpuAssignment("NONE", [], ""), timeout=None, log_dir=Path("."),
+                     work_root=Path("."), run_id="r")
+    row = rows_from_output(req, PerfRow(model="m", status="FAILURE"), log, Path("."), Path("."))[0]
+    assert row.status == "FAILURE" and row.reason == (
+        NO_PERFORMANCE if rejected is None else f"the 'performance:' line gives {rejected!r}, not a finite number")
