@@ -47,6 +47,13 @@ def madengine(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout:
     return Cli(proc.returncode, proc.stdout, proc.stderr)
 
 
+def write_script(hub: Path, rel: str, body: str) -> None:
+    """Write a bash script (``body`` after the shebang) at ``hub/rel``."""
+    path = hub / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/bash\n" + body + "\n")
+
+
 @pytest.fixture(scope="session")
 def docker_client():
     """A docker-py client for the real engine; fails (not skips) when none is reachable."""

@@ -60,11 +60,16 @@ def model_env(creds: Mapping[str, Any], cred_name: str, model: str) -> dict[str,
     return {f"{cred_name}_{str(k).upper()}": str(v) for k, v in block.items()}
 
 
+#: Credential keys whose values are identifiers, not secrets (compared lower-case, exact names only: ``PORTAL_TOKEN``
+#: or ``USER_TOKEN`` are secrets). Every other value is masked in logs, numbers included.
+PUBLIC_KEYS = frozenset({"name", "host", "hostname", "port", "user", "username", "endpoint", "url", "repository",
+                         "region", "bucket"})
+
+
 def secret_values(creds: Any) -> set[str]:
-    """Every string leaf of the credentials except identifiers (keys naming a name, user, host, port, endpoint, url
-    or repository): passwords, tokens, keys. Values shorter than :data:`MIN_SECRET_LEN` are not masked (they would
-    mangle ordinary log text)."""
-    public = ("name", "user", "host", "port", "endpoint", "url", "repository")
+    """Every leaf value of the credentials (strings and numbers, as text) except those under a :data:`PUBLIC_KEYS`
+    key: passwords, tokens, keys. Values shorter than :data:`MIN_SECRET_LEN` are not masked (they would mangle
+    ordinary log text)."""
     found: set[str] = set()
 
     def walk(value: Any, key: str) -> None:
@@ -74,8 +79,10 @@ def secret_values(creds: Any) -> set[str]:
         elif isinstance(value, list):
             for v in value:
                 walk(v, key)
-        elif isinstance(value, str) and len(value) >= MIN_SECRET_LEN and not any(p in key for p in public):
-            found.add(value)
+        elif key not in PUBLIC_KEYS and not isinstance(value, bool) and isinstance(value, (str, int, float)):
+            text = str(value)
+            if len(text) >= MIN_SECRET_LEN:
+                found.add(text)
 
     walk(creds, "")
     return found
@@ -85,8 +92,11 @@ class Masker:
     """Replaces secret values in text and bytes with ``******``.
 
     ``feed()`` is for streamed output: it holds back an incomplete last line so that a secret split across two
-    chunks is still masked; ``flush()`` returns the rest.
+    chunks is still masked; ``flush()`` returns the rest. A line longer than :attr:`LONG_LINE` bytes (a progress bar
+    redrawn with carriage returns) is passed on in pieces, each cut where no secret can straddle it.
     """
+
+    LONG_LINE = 65536  # bytes
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
@@ -95,6 +105,11 @@ class Masker:
 
     def __bool__(self) -> bool:
         return bool(self._secrets)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The masked values (longest first), e.g. to make a second masker for another stream."""
+        return tuple(self._secrets)
 
     def text(self, value: str) -> str:
         """``value`` with every secret replaced."""
@@ -114,10 +129,25 @@ class Masker:
             return chunk
         data = self._pending + chunk
         cut = data.rfind(b"\n") + 1
+        if len(data) - cut > self.LONG_LINE:
+            cut = self._safe_cut(data, len(data) - len(self._encoded[0]) + 1)
         self._pending = data[cut:]
-        if len(self._pending) > 65536:  # a very long line: mask what we have
-            cut, self._pending = len(data), b""
         return self.data(data[:cut])
+
+    def _safe_cut(self, data: bytes, cut: int) -> int:
+        """The largest offset <= ``cut`` that no occurrence of a secret in ``data`` spans (a secret that may
+        continue in the next chunk starts after ``cut``, which keeps the longest secret's length minus one)."""
+        moved = True
+        while moved:
+            moved = False
+            for secret in self._encoded:
+                start = data.find(secret, max(0, cut - len(secret) + 1))
+                while 0 <= start < cut:
+                    if start + len(secret) > cut:
+                        cut, moved = start, True
+                        break
+                    start = data.find(secret, start + 1)
+        return cut
 
     def flush(self) -> bytes:
         """The masked remainder of the stream."""

@@ -4,6 +4,7 @@ rows, the artifacts, and the cleanup of the workspace. The sequence itself is de
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -50,6 +51,24 @@ def finish(req: RunRequest, plan: Plan, workspace: Path, script_status: str = ""
 
 def discard(req: RunRequest, workspace: Path) -> None:
     """Remove the workspace (unless ``keep_model_dir``/``keep_alive``); also after an interruption or a failed
-    start."""
+    start. A kept workspace keeps no secret: the step outputs in its state directory are masked in place."""
     if not (req.options.keep_model_dir or req.options.keep_alive):
         shutil.rmtree(workspace, ignore_errors=True)
+    elif req.masker:
+        for path in (workspace / script.STATE_DIR).glob("*.out"):
+            _mask_file(path, req)
+
+
+def _mask_file(path: Path, req: RunRequest) -> None:
+    """Rewrite ``path`` with every secret masked (streamed: model output can be large)."""
+    masker = type(req.masker)(req.masker.secrets)
+    tmp = path.with_name(path.name + ".masking")
+    try:
+        with open(path, "rb") as src, open(tmp, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(masker.feed(chunk))
+            dst.write(masker.flush())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)  # never keep it unmasked

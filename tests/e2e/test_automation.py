@@ -10,19 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CPU, madengine, read_perf
+from tests.conftest import CPU, madengine, read_perf, write_script
 
 SSHD_DIR = Path(os.environ.get("MADENGINE_SSHD_DIR", "/var/lib/madengine/sshd"))
 
 
 def ctx(**keys) -> str:
     return json.dumps({"gpu_vendor": "NONE", **keys})
-
-
-def write_script(hub: Path, rel: str, body: str) -> None:
-    path = hub / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("#!/bin/bash\n" + body + "\n")
 
 
 def log_of(hub: Path, name: str = "dummy") -> str:

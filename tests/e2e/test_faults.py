@@ -3,12 +3,13 @@ a perf.csv cut short by another writer, a perf.csv broken while the model runs."
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tests.conftest import CPU, madengine, read_perf
+from tests.conftest import CPU, madengine, read_perf, write_script
 
 
 def test_cut_short_perf_csv_is_refused_before_running(hub: Path, docker_client, no_leftovers) -> None:
@@ -56,3 +57,35 @@ def test_result_survives_a_perf_csv_broken_during_the_run(hub: Path, docker_clie
     assert len(spare) == 1 and f"saved to {spare[0].name} instead" in err and "Traceback" not in err
     rows = read_perf(spare[0])
     assert [(r["model"], r["status"]) for r in rows] == [("dummy_timeout", "FAILURE")]
+
+
+SECRETS = {"PORTAL_TOKEN": "portal-T0ken-77", "USER_TOKEN": "user-T0ken-88", "REPORT_KEY": "rep0rt-KEY-99",
+           "PIN": 73519246, "username": "bench"}
+
+
+def test_secrets_are_masked_by_key_name_and_across_long_lines(hub: Path, no_leftovers) -> None:
+    """Tokens under key names that merely contain "port"/"user" and numeric secrets are masked; so is a secret in
+    a 10 MB line (past the masker's 64 KiB piece size, at every offset around it), in the run log, the console
+    and a kept workspace. Only exactly-named identifiers (``username``) stay readable."""
+    (hub / "credential.json").write_text(json.dumps({"site": SECRETS}))
+    models = json.loads((hub / "models.json").read_text())
+    models.append({**models[0], "name": "dummy_leaky", "cred": "site", "tags": ["leaky"],
+                   "scripts": "scripts/leaky/run.sh"})
+    (hub / "models.json").write_text(json.dumps(models))
+    # One 10 MB line: the token repeated after pads of 65,520..65,545 bytes, so copies straddle every 64 KiB cut.
+    write_script(hub, "scripts/leaky/run.sh", """env | grep '^site_' | sort
+awk 'BEGIN { for (i = 0; i < 150; i++) printf "%*s%s", 65520 + i % 26, "", ENVIRON["site_PORTAL_TOKEN"]; print "" }'
+echo "performance: 1 x"
+""")
+    res = madengine("run.local", "--tags", "leaky", "--additional-context", CPU, "--keep-model-dir", "--live-output",
+                    cwd=hub)
+    assert res.rc == 0, res.err
+    log = (hub / "dummy_leaky_dummy.ubuntu.run.live.log").read_bytes()
+    assert len(log) > 9_000_000 and log.count(b"******") >= 150 + 4
+    assert b"site_USERNAME=bench" in log
+    secrets = [str(v) for k, v in SECRETS.items() if k != "username"]
+    assert not [s for s in secrets if s in res.out + res.err]
+    leaks = [(p, s) for p in hub.rglob("*") if p.is_file() and p.name != "credential.json"
+             for s in secrets if s.encode() in p.read_bytes()]
+    assert not leaks, leaks
+    assert list(hub.glob(".madengine/work/*/.madengine/model.out")), "the kept workspace is there"
