@@ -106,9 +106,11 @@ def check_writable(path: str | Path) -> Path:
     """Check, before any build, that a manifest can be written at ``path``.
 
     Raises:
-        ConfigError: the path is a directory, or its directory cannot be created.
+        ConfigError: the path is a directory or an existing perf.csv, or its directory cannot be created.
     """
-    p = Path(path)
+    from madengine.safe_write import check_target
+
+    p = check_target(path, flag="--manifest-output")
     if p.is_dir():
         raise ConfigError(f"--manifest-output: {p} is a directory; give a file name such as {p}/build_manifest.json")
     try:

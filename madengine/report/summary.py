@@ -19,8 +19,6 @@ ignore fields they do not know. Example::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,9 +26,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from madengine.errors import MadEngineError
 from madengine.results.perf_csv import PerfRow
 from madengine.results.record import ResultRecord
+from madengine.safe_write import write_text_atomic
 
 #: The ``schema`` value of the files :func:`write_summary` writes.
 SUMMARY_SCHEMA = "madengine-run-summary/1"
@@ -109,36 +107,5 @@ def write_summary(path: str | Path, rows: Iterable[PerfRow], *, manifest_path: s
     """
     summary = build_summary(rows, manifest_path=manifest_path, deployment=deployment, logs=logs, output=output)
     text = summary.model_dump_json(by_alias=True, indent=2) + "\n"
-    write_text_atomic(Path(path), text, what="run summary")
+    write_text_atomic(Path(path), text, what="run summary", flag="--summary-output", inputs=(output,))
     return Path(path)
-
-
-def _new_file_mode(path: Path) -> int:
-    """The mode for ``path``: the existing file's, else 0o666 less the process umask (as ``open()`` would)."""
-    try:
-        return path.stat().st_mode & 0o7777
-    except OSError:
-        umask = os.umask(0o022)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def write_text_atomic(path: Path, text: str, *, what: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same directory and ``os.replace``.
-
-    Raises:
-        MadEngineError: (exit code 1) the directory cannot be created or the file cannot be written.
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            os.fchmod(fd, _new_file_mode(path))
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as e:
-        raise MadEngineError(f"cannot write the {what} {path}: {e.strerror or e}; choose another --output") from None

@@ -38,15 +38,17 @@ def _sources(c: Any, csv: list[str] | None, summary: list[str] | None, label: li
     return load_sources(paths, label or [], summary or [])
 
 
-def _emit(text: str, output: str | None, what: str) -> None:
+def _emit(text: str, output: str | None, what: str, sources: list[Any], summary: list[str] | None) -> None:
+    """Print ``text``, or write it to ``output`` (never over one of the inputs or any perf.csv: exit 4)."""
     from pathlib import Path
 
-    from madengine.report.summary import write_text_atomic
+    from madengine.safe_write import write_text_atomic
 
     if not output or output == "-":
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return
-    write_text_atomic(Path(output), text if text.endswith("\n") else text + "\n", what=what)
+    inputs = [source.path for source in sources] + list(summary or [])
+    write_text_atomic(Path(output), text if text.endswith("\n") else text + "\n", what=what, inputs=inputs)
     say(f"wrote {what} {output}")
 
 
@@ -65,7 +67,7 @@ def report(c, csv=None, summary=None, label=None, format="table", output=None):
     sources = _sources(c, csv, summary, label)
     render = {"table": table.render_table, "json": table.render_json, "markdown": table.render_markdown,
               "html": html.render_html, "junit": junit.render_junit}[format]
-    _emit(render(sources), output, f"{format} report")
+    _emit(render(sources), output, f"{format} report", sources, summary)
 
 
 @mad_task(iterable=_ITERABLE, help={**_HELP, "format": "table (default), json or markdown"})
@@ -80,14 +82,15 @@ def compare(c, csv=None, summary=None, label=None, by="model", threshold=None, f
         limit = 0.05 if threshold in (None, "") else float(threshold)
     except ValueError:
         raise ConfigError(f"--threshold {threshold!r}: give a fraction, e.g. 0.05 for 5%") from None
-    result = compare_mod.compare(_sources(c, csv, summary, label), by=by, threshold=limit)
+    sources = _sources(c, csv, summary, label)
+    result = compare_mod.compare(sources, by=by, threshold=limit)
     if format == "json":
         text = compare_mod.render_compare_json(result)
     elif format == "markdown":
         text = compare_mod.render_compare_markdown(result)
     else:
         text = compare_mod.render_compare_table(result, color=_color() and output in (None, "-"))
-    _emit(text, output, "comparison")
+    _emit(text, output, "comparison", sources, summary)
 
 
 @mad_task(iterable=_ITERABLE, help=_HELP)
@@ -95,7 +98,8 @@ def html(c, csv=None, summary=None, label=None, output="report.html", title="mad
     """Write one self-contained HTML report (table, failures, comparison, SVG charts); no network needed."""
     from madengine.report.html import render_html
 
-    _emit(render_html(_sources(c, csv, summary, label), title=title), output, "HTML report")
+    sources = _sources(c, csv, summary, label)
+    _emit(render_html(sources, title=title), output, "HTML report", sources, summary)
 
 
 @mad_task(iterable=_ITERABLE, help=_HELP)
@@ -103,7 +107,8 @@ def junit(c, csv=None, summary=None, label=None, output="junit.xml"):
     """Write JUnit XML: one testcase per row (SUCCESS passes, FAILURE fails with its reason, SKIPPED skips)."""
     from madengine.report.junit import render_junit
 
-    _emit(render_junit(_sources(c, csv, summary, label)), output, "JUnit XML")
+    sources = _sources(c, csv, summary, label)
+    _emit(render_junit(sources), output, "JUnit XML", sources, summary)
 
 
 @mad_task(iterable=_ITERABLE, help=_HELP)

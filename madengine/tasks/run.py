@@ -37,6 +37,10 @@ def workflow(c: Any, target: str | None, workflow_options: WorkflowOptions, opti
         raise ConfigError(f"--timeout: {options.timeout!r} must be 0 (no limit) or a number of seconds")
     options = dataclasses.replace(options, timeout=settings.parse_timeout(opts["timeout"]),
                                   live_output=bool(opts["live_output"]))
+    if w.summary_output:  # before anything runs: never over perf.csv (this run's or any)
+        from madengine.safe_write import check_target
+
+        check_target(w.summary_output, flag="--summary-output", inputs=[opts["output"]])
     nodes = (target_options or {}).get("nodes")
     if w.manifest_file:
         if w.tags:

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import CPU, madengine, read_perf, write_script
 
 
@@ -89,3 +91,28 @@ echo "performance: 1 x"
              for s in secrets if s.encode() in p.read_bytes()]
     assert not leaks, leaks
     assert list(hub.glob(".madengine/work/*/.madengine/model.out")), "the kept workspace is there"
+
+
+@pytest.mark.parametrize("args", [
+    ["report", "--output", "perf.csv"],
+    ["report", "--csv", "perf.csv", "--format", "json", "--output", "other.csv"],
+    ["report.html", "--csv", "perf.csv", "--output", "./perf.csv"],
+    ["report.junit", "--csv", "perf.csv", "--summary", "summary.json", "--output", "summary.json"],
+    ["report.compare", "--csv", "perf.csv", "--csv", "other.csv", "--output", "other.csv"],
+    ["build", "--tags", "dummy", "--additional-context", CPU, "--manifest-output", "other.csv"],
+    ["run.local", "--tags", "dummy", "--additional-context", CPU, "--summary-output", "perf.csv"],
+    ["run.local", "--tags", "dummy", "--additional-context", CPU, "--summary-output", "other.csv"],
+])
+def test_no_task_writes_over_results(hub: Path, args: list[str]) -> None:
+    """Every task that writes a file refuses one of its inputs or any perf.csv as the destination: exit 4, one
+    line naming the flag and file, nothing written, nothing run."""
+    madengine("run.local", "--tags", "dummy", "--additional-context", CPU, "--summary-output", "summary.json",
+              cwd=hub)
+    (hub / "other.csv").write_bytes((hub / "perf.csv").read_bytes())
+    before = {name: (hub / name).read_bytes() for name in ("perf.csv", "other.csv", "summary.json")}
+    res = madengine(*args, cwd=hub)
+    assert res.rc == 4, res.out + res.err
+    last = res.err.strip().splitlines()[-1]
+    assert "nothing was written" in last and "--" in last and "Traceback" not in res.err
+    assert {name: (hub / name).read_bytes() for name in before} == before
+    assert "running dummy" not in res.err and "building" not in res.err
