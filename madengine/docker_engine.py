@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from madengine import owner
 from madengine.errors import BuildError, EngineError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -186,9 +187,10 @@ def create_container(client: docker.DockerClient, spec: ContainerSpec, command: 
     if workdir:
         kwargs["working_dir"] = workdir
     command = command or ["tail", "-f", "/dev/null"]
+    labels = {**spec.labels, owner.OWNER_LABEL: owner.current()}
     try:
         return client.containers.create(
-            spec.image, entrypoint=command[:1], command=command[1:], name=spec.name, labels=spec.labels,
+            spec.image, entrypoint=command[:1], command=command[1:], name=spec.name, labels=labels,
             environment=spec.env,
             volumes={host: {"bind": path, "mode": mode} for host, (path, mode) in spec.mounts.items()},
             devices=[f"{d}:{d}:rwm" for d in spec.devices], **kwargs)
@@ -322,13 +324,13 @@ def _pump(container: Container, stream: Iterator[bytes], on_output: Callable[[by
 
 @contextlib.contextmanager
 def shielded() -> Iterator[None]:
-    """Hold off SIGINT/SIGTERM (in the main thread) while cleanup runs, so a second Ctrl-C cannot cut a container
+    """Hold off SIGINT/SIGTERM/SIGHUP (in the main thread) while cleanup runs, so a second Ctrl-C cannot cut a container
     removal short; a signal that arrives meanwhile is delivered afterwards."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     pending: list[int] = []
-    previous = {sig: signal.signal(sig, lambda s, f: pending.append(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, lambda s, f: pending.append(s)) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
@@ -377,3 +379,16 @@ def containers_with_label(client: docker.DockerClient, label: str, value: str | 
     """All containers (running or not) carrying ``label`` (and ``value`` if given)."""
     selector = f"{label}={value}" if value is not None else label
     return list(client.containers.list(all=True, filters={"label": selector}))
+
+
+def leftovers(client: docker.DockerClient, *, include_kept: bool = False) -> list[Container]:
+    """Containers madengine started whose owner process (:mod:`madengine.owner`) is gone from this host: left by a
+    run that was killed (SIGKILL, a crash) before it could remove them. Containers kept on purpose
+    (``--keep-alive``) only with ``include_kept``; containers of other hosts' runs (a shared engine) never."""
+    found = []
+    for container in containers_with_label(client, owner.OWNER_LABEL):
+        labels = container.labels or {}
+        if owner.alive(labels.get(owner.OWNER_LABEL, "")) is False and (
+                include_kept or owner.KEEP_ALIVE_LABEL not in labels):
+            found.append(container)
+    return found

@@ -111,6 +111,10 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], run: LocalRun,
     host = gpu.detect()
     native = ctx.get("runtime") == "native"
     client = None if native else docker_engine.connect()
+    if client is not None:
+        from madengine import cleanup
+
+        cleanup.report(client)
     if not options.skip_model_run:
         check_appendable(run.output)  # a foreign or cut-short perf.csv fails before any model runs
     shared = setup.load(run.hub, ctx, tools_config=options.tools_config, data_config=options.data_config,

@@ -1,4 +1,4 @@
-"""The Invoke namespace: ``discover``, ``build``, ``run`` (``run.local``, default ``run.deploy``).
+"""The Invoke namespace: ``discover``, ``build``, ``run`` (``run.local``, default ``run.deploy``), ``clean``.
 
 Tasks are thin: they resolve options (:mod:`madengine.settings`) and call :mod:`madengine.api`. The same ``ns`` is
 used by the repository's ``tasks.py`` (``inv``) and by the ``madengine`` console script.
@@ -9,6 +9,7 @@ from invoke import Collection
 from madengine.plugins import site_collection
 from madengine.settings import DEFAULTS
 from madengine.tasks import build as _build
+from madengine.tasks import clean as _clean
 from madengine.tasks import discover as _discover
 from madengine.tasks import jobs as _jobs
 from madengine.tasks import k8s as _k8s
@@ -20,6 +21,7 @@ from madengine.tasks import slurm as _slurm
 ns = Collection()
 ns.add_task(_discover.discover)
 ns.add_task(_build.build)
+ns.add_task(_clean.clean)
 _run_ns = Collection.from_module(_run, name="run")
 _run_ns.add_task(_slurm.run_slurm, name="slurm")
 _run_ns.add_task(_k8s.run_k8s, name="k8s")

@@ -29,12 +29,22 @@ def _debug_enabled() -> bool:
 
 
 def _sigterm(signum: int, frame: Any) -> None:
+    if signum == signal.SIGHUP:  # the terminal is gone (closed window, dropped ssh): writes to it would fail
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            if os.isatty(fd):
+                os.dup2(devnull, fd)
+        os.close(devnull)
     raise KeyboardInterrupt
+
+
+#: Signals that stop a task like Ctrl-C does (containers, jobs and pods it started are stopped, exit code 130).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def mad_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
     """``invoke.task`` whose body's :class:`MadEngineError` becomes ``Exit(message, code)`` (one line, no traceback
-    unless ``-d``/``MADENGINE_DEBUG=1``), and whose Ctrl-C/SIGTERM becomes exit code 130.
+    unless ``-d``/``MADENGINE_DEBUG=1``), and whose Ctrl-C/SIGTERM/SIGHUP becomes exit code 130.
 
     Use exactly like ``@task(...)``; ``help`` defaults to the shared texts in :data:`HELP`.
     """
@@ -42,7 +52,7 @@ def mad_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
     def decorate(body: Callable[..., Any]) -> Any:
         @functools.wraps(body)
         def wrapper(c: Any, *a: Any, **kw: Any) -> Any:
-            previous = signal.signal(signal.SIGTERM, _sigterm) if _main_thread() else None
+            previous = {sig: signal.signal(sig, _sigterm) for sig in STOP_SIGNALS} if _main_thread() else {}
             try:
                 return body(c, *a, **kw)
             except MadEngineError as e:
@@ -64,8 +74,8 @@ def mad_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
                 raise Exit(f"madengine: error: internal error {type(e).__name__}: {detail} (run with "
                            "MADENGINE_DEBUG=1 for the traceback, and please report it)", code=EXIT_FAILURE) from None
             finally:
-                if previous is not None:
-                    signal.signal(signal.SIGTERM, previous)
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
 
         import inspect
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from madengine import docker_engine
+from madengine import docker_engine, owner
 from madengine.docker_options import parse_run_options
 from madengine.errors import ConfigError
 from madengine.results.perf_csv import PerfRow
@@ -64,11 +64,12 @@ def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list
             raise ConfigError(f"additional_docker_run_options: -v {volume!r} needs HOST:CONTAINER[:MODE]")
         mounts[str(Path(parts[0]).resolve())] = (parts[1], parts[2] if len(parts) > 2 else "rw")
     devices = req.gpus.devices + kwargs.pop("devices", [])
+    labels = {docker_engine.RUN_LABEL: req.run_id, "org.madengine.model": req.model.name,
+              "org.madengine.output-dir": str(req.log_dir)}
+    if req.options.keep_alive:
+        labels[owner.KEEP_ALIVE_LABEL] = "1"
     spec = docker_engine.ContainerSpec(
-        image=req.image, name=container_name, labels={docker_engine.RUN_LABEL: req.run_id,
-                                                      "org.madengine.model": req.model.name,
-                                                      "org.madengine.output-dir": str(req.log_dir)},
-        env=container_env(req) | extra_env, mounts=mounts, devices=[d.split(":")[0] for d in devices],
+        image=req.image, name=container_name, labels=labels, env=container_env(req) | extra_env, mounts=mounts, devices=[d.split(":")[0] for d in devices],
         group_add=req.gpus.group_add + kwargs.pop("group_add", []), nvidia_device_ids=req.gpus.nvidia_device_ids,
         extra=kwargs)
 

@@ -1,4 +1,5 @@
-"""Ctrl-C/SIGTERM remove the container; concurrent runs appending to one perf.csv lose no row."""
+"""Ctrl-C/SIGTERM/SIGHUP remove the container; SIGKILL leaves it to `madengine clean`; concurrent runs appending to
+one perf.csv lose no row."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def _wait_for_container(client, timeout: float = 60) -> str:
     raise AssertionError("the model's container never started")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signal_removes_container_and_keeps_perf_csv(hub: Path, docker_client, no_leftovers, sig) -> None:
     assert madengine("run.local", "--tags", "dummy", "--additional-context", CPU, cwd=hub).rc == 0
     before = (hub / "perf.csv").read_bytes()
@@ -43,6 +44,33 @@ def test_signal_removes_container_and_keeps_perf_csv(hub: Path, docker_client, n
     assert "interrupted" in err and "Traceback" not in err
     assert not docker_client.containers.list(all=True, filters={"name": name})
     assert (hub / "perf.csv").read_bytes() == before
+
+
+def test_sigkill_leftover_is_reported_and_cleaned(hub: Path, docker_client, no_leftovers) -> None:
+    """SIGKILL gives madengine no chance to clean up: the container keeps running, labelled with its dead owner.
+    The next run warns about it, `clean --dry-run` lists it, `clean` removes it; a --keep-alive container (kept on
+    purpose) is neither reported nor removed without --keep-alive."""
+    kept = madengine("run.local", "--tags", "dummy", "--additional-context", CPU, "--keep-alive", cwd=hub)
+    assert kept.rc == 0, kept.err
+    proc = subprocess.Popen([sys.executable, "-m", "madengine", "run.local", "--tags", "dummy_timeout",
+                             "--timeout", "120", "--additional-context", CPU], cwd=hub,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    name = _wait_for_container(docker_client)
+    proc.kill()
+    proc.wait(timeout=30)
+    assert docker_client.containers.get(name).status == "running"
+    again = madengine("run.local", "--tags", "dummy", "--additional-context", CPU, cwd=hub)
+    assert again.rc == 0 and "1 container(s) left running by madengine runs that were killed" in again.err, again.err
+    assert name in again.err and "madengine clean" in again.err
+    listed = madengine("clean", "--dry-run", cwd=hub)
+    assert listed.rc == 0 and f"would remove {name} (model dummy_timeout" in listed.out, listed.out + listed.err
+    assert docker_client.containers.get(name).status == "running"
+    removed = madengine("clean", cwd=hub)
+    assert removed.rc == 0 and f"removed {name}" in removed.out and "container_dummy_dummy" not in removed.out
+    assert not docker_client.containers.list(all=True, filters={"name": name})
+    assert madengine("clean", cwd=hub).out.strip() == "no leftover containers"
+    gone = madengine("clean", "--keep-alive", cwd=hub)
+    assert gone.rc == 0 and "removed container_dummy_dummy" in gone.out, gone.out + gone.err
 
 
 def test_concurrent_runs_append_to_one_perf_csv(hub: Path, no_leftovers) -> None:
