@@ -26,9 +26,8 @@ from typing import Any
 
 from madengine.results.perf_csv import PerfRow
 from madengine.workflow import script
-from madengine.workflow.output import _Log
 from madengine.workflow.plan import WORKSPACE, RunRequest, container_env, plan_run
-from madengine.workflow.steps import discard, finish
+from madengine.workflow.steps import begin, discard, finish
 from madengine.workflow.workspace import prepare_workspace
 
 KILL_GRACE = float(script.KILL_GRACE + 5)  # seconds the script gets to stop its step before its group is killed
@@ -123,15 +122,17 @@ def run_model_native(req: RunRequest, echo: Callable[[str], None]) -> list[PerfR
     bindir = str(Path(sys.executable).parent)
     if bindir not in env.get("PATH", "").split(os.pathsep):
         env["PATH"] = os.pathsep.join(p for p in (bindir, env.get("PATH", "")) if p)
-    req.log_dir.mkdir(parents=True, exist_ok=True)
-    path = script.write(workspace, script.render(req, plan, workspace=str(workspace), datahome=datahome))
-    log = _Log(plan.log_path, req.masker, req.options.live_output)
+    path, log = begin(req, plan, workspace, script.render(req, plan, workspace=str(workspace), datahome=datahome))
     try:
         code = run_script(path, workspace, env, script.total_limit(plan), log.write)
     except BaseException:
-        log.close()
         discard(req, workspace)
         raise
-    log.close()
+    finally:
+        log.close()
+    failure = log.failure()
+    if failure is not None:
+        discard(req, workspace)
+        raise failure
     status = "the step script hung past every step's limit and was stopped" if code is None else ""
     return finish(req, plan, workspace, status)

@@ -106,26 +106,61 @@ def rows_from_output(req: RunRequest, row: PerfRow, output: str | Path, model_di
 
 
 class _Log:
-    """The run log: masked, line-buffered writes to the file and (with live output) to the terminal."""
+    """The run log: masked, line-buffered writes to the file and (with live output) to the terminal.
+
+    Writing never raises (the output of a running model must keep flowing, and cleanup must go on): the first
+    failure (a full disk) is kept in :attr:`error` and the file is not written any more; :meth:`failure` turns it
+    into the one-line error to raise once the container or process is cleaned up.
+    """
 
     def __init__(self, path: Path, masker: Masker, live: bool) -> None:
+        self.path = path
         self.file = open(path, "wb")  # noqa: SIM115 - closed in close()
         self.masker, self.live = masker, live
+        self.error: OSError | None = None
 
-    def write(self, chunk: bytes) -> None:
-        data = self.masker.feed(chunk)
-        if data:
-            self.file.write(data)
-            self.file.flush()
-            if self.live:
+    def _out(self, data: bytes) -> None:
+        if self.error is None:
+            try:
+                self.file.write(data)
+                self.file.flush()
+            except OSError as e:
+                self.error = e
+        if self.live:
+            try:
                 sys.stdout.buffer.write(data)
                 sys.stdout.flush()
+            except OSError:
+                self.live = False  # the terminal went away: the log file still gets everything
+
+    def write(self, chunk: bytes) -> None:
+        """Mask and write one chunk of output."""
+        data = self.masker.feed(chunk)
+        if data:
+            self._out(data)
 
     def close(self) -> None:
-        self.write(b"")
+        """Write what the masker held back and close the file (never raises)."""
         rest = self.masker.flush()
         if rest:
-            self.file.write(rest)
-            if self.live:
-                sys.stdout.buffer.write(rest)
-        self.file.close()
+            self._out(rest)
+        try:
+            self.file.close()
+        except OSError as e:
+            self.error = self.error or e
+
+    def failure(self) -> MadEngineError | None:
+        """The error to report when the log could not be written (names the file and the fix), else None."""
+        if self.error is None:
+            return None
+        return disk_error(self.path, self.error, "the run log")
+
+
+def disk_error(path: Path, error: OSError, what: str) -> MadEngineError:
+    """One-line error for a failed write of ``what`` at ``path``: a full disk names the directory to free."""
+    import errno
+
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return MadEngineError(f"no space left for {what} {path}: the file system holding {path.parent} is full (or "
+                              "over quota); free space there or pass --output on another disk")
+    return MadEngineError(f"cannot write {what} {path}: {error.strerror or error}")

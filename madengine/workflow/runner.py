@@ -25,9 +25,8 @@ from madengine.docker_options import parse_run_options
 from madengine.errors import ConfigError
 from madengine.results.perf_csv import PerfRow
 from madengine.workflow import script
-from madengine.workflow.output import _Log
 from madengine.workflow.plan import WORKSPACE, RunRequest, container_env, plan_run
-from madengine.workflow.steps import discard, finish
+from madengine.workflow.steps import begin, discard, finish
 from madengine.workflow.workspace import prepare_workspace
 
 
@@ -73,10 +72,8 @@ def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list
         group_add=req.gpus.group_add + kwargs.pop("group_add", []), nvidia_device_ids=req.gpus.nvidia_device_ids,
         extra=kwargs)
 
-    req.log_dir.mkdir(parents=True, exist_ok=True)
-    script.write(workspace, script.render(req, plan, workspace=WORKSPACE,
-                                          datahome=req.data.home if req.data else ""))
-    log = _Log(plan.log_path, req.masker, req.options.live_output)
+    _, log = begin(req, plan, workspace, script.render(req, plan, workspace=WORKSPACE,
+                                                      datahome=req.data.home if req.data else ""))
     container = None
     status = ""
     steps = ["bash", f"{WORKSPACE}/{script.STATE_DIR}/{script.SCRIPT_NAME}"]
@@ -92,12 +89,10 @@ def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list
         if done.timed_out:
             status = "the step script hung past every step's limit; the container was stopped"
     except BaseException:
-        log.close()
         discard(req, workspace)
         raise
-    finally:
-        if not log.file.closed:
-            log.close()
+    finally:  # every step runs, whatever an earlier one raised: the log is closed (never raises), then the container
+        log.close()
         if not req.options.keep_alive or container is None:
             removed = (docker_engine.remove_container(container) if container is not None
                        else docker_engine.remove_container_named(client, container_name))
@@ -107,4 +102,8 @@ def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list
         else:
             echo(f"keep-alive: container {container_name} left running (workspace {workspace} kept); enter it "
                  f"with `docker exec -it {container_name} bash`, remove it with `docker rm -f {container_name}`")
+    failure = log.failure()
+    if failure is not None:
+        discard(req, workspace)
+        raise failure
     return finish(req, plan, workspace, status)

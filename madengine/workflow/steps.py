@@ -10,7 +10,7 @@ from pathlib import Path
 
 from madengine.results.perf_csv import PerfRow
 from madengine.workflow import script
-from madengine.workflow.output import rows_from_output
+from madengine.workflow.output import _Log, disk_error, rows_from_output
 from madengine.workflow.plan import Plan, RunRequest
 from madengine.workflow.workspace import collect_artifacts
 
@@ -40,12 +40,31 @@ def rows(req: RunRequest, plan: Plan, workspace: Path, script_status: str = "") 
     return found
 
 
+def begin(req: RunRequest, plan: Plan, workspace: Path, text: str) -> tuple[Path, _Log]:
+    """Write the step script ``text`` into the laid-out ``workspace`` and open the run log: the path of the script
+    and the log.
+
+    Raises:
+        MadEngineError: either could not be written (a full disk: names the directory); the workspace is removed.
+    """
+    try:
+        req.log_dir.mkdir(parents=True, exist_ok=True)
+        return script.write(workspace, text), _Log(plan.log_path, req.masker, req.options.live_output)
+    except OSError as e:
+        discard(req, workspace)
+        raise disk_error(Path(e.filename or workspace), e, "the step script or run log") from None
+
+
 def finish(req: RunRequest, plan: Plan, workspace: Path, script_status: str = "") -> list[PerfRow]:
     """:func:`rows`, then collect the artifacts (``<model>_env.csv``, tool outputs, the step script) and remove the
     workspace (unless ``keep_model_dir``/``keep_alive``)."""
-    found = rows(req, plan, workspace, script_status)
-    collect_artifacts(req, workspace, workspace / plan.model_dir, plan.log_base)
-    discard(req, workspace)
+    try:
+        found = rows(req, plan, workspace, script_status)
+        collect_artifacts(req, workspace, workspace / plan.model_dir, plan.log_base)
+    except OSError as e:  # a full disk while copying artifacts: one line naming the path, no workspace left behind
+        raise disk_error(Path(e.filename or workspace), e, "the run's artifacts") from None
+    finally:
+        discard(req, workspace)
     return found
 
 

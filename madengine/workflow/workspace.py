@@ -59,16 +59,38 @@ def files(found: list[tuple[Path, str]]) -> dict[str, tuple[bytes, int]]:
 
 
 def prepare_workspace(req: RunRequest, workspace: Path, scripts_dir: Path, model_dir: str) -> None:
-    """Lay out the workspace directory from :func:`sources` (an existing one is replaced)."""
+    """Lay out the workspace directory from :func:`sources` (an existing one is replaced).
+
+    Raises:
+        ConfigError: a missing scripts directory.
+        MadEngineError: the layout could not be written (a full disk: names the directory); nothing is left behind.
+    """
     if workspace.exists():
         shutil.rmtree(workspace)
-    for source, relative in sources(req, scripts_dir, model_dir):
-        target = workspace / relative
-        if source.is_dir():
-            shutil.copytree(source, target, dirs_exist_ok=True)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
+    try:
+        for source, relative in sources(req, scripts_dir, model_dir):
+            target = workspace / relative
+            if source.is_dir():
+                shutil.copytree(source, target, dirs_exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target)
+    except (OSError, shutil.Error) as e:
+        shutil.rmtree(workspace, ignore_errors=True)
+        from madengine.workflow.output import disk_error
+
+        first = e if isinstance(e, OSError) and not isinstance(e, shutil.Error) else _first_os_error(e)
+        raise disk_error(workspace, first, "the model's workspace") from None
+
+
+def _first_os_error(error: shutil.Error) -> OSError:
+    """The first failure of a ``copytree`` (its ``args[0]`` lists ``(source, destination, reason)``)."""
+    import errno
+
+    entries = error.args[0] if error.args and isinstance(error.args[0], list) else []
+    reason = str(entries[0][2]) if entries else str(error)
+    code = errno.ENOSPC if "No space left" in reason else None
+    return OSError(code, reason)
 
 
 def collect_artifacts(req: RunRequest, workspace: Path, model_dir: Path, log_base: str) -> None:

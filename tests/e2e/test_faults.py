@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,45 @@ def test_no_task_writes_over_results(hub: Path, args: list[str]) -> None:
     assert "nothing was written" in last and "--" in last and "Traceback" not in res.err
     assert {name: (hub / name).read_bytes() for name in before} == before
     assert "running dummy" not in res.err and "building" not in res.err
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB file system (tmpfs) for --output: it fills up for real."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("runtime", ["docker", "native"])
+def test_disk_full_during_the_run_cleans_up_and_names_the_path(hub: Path, small_disk: Path, docker_client,
+                                                               no_leftovers, runtime: str) -> None:
+    """The model writes 3 MB of output onto a 1 MiB disk: the run log cannot be written. The container (or
+    process) is still removed, no workspace is left, and the one-line error names the full directory."""
+    models = json.loads((hub / "models.json").read_text())
+    models.append({**models[0], "name": "dummy_chatty", "tags": ["chatty"], "scripts": "scripts/chatty/run.sh"})
+    (hub / "models.json").write_text(json.dumps(models))
+    write_script(hub, "scripts/chatty/run.sh", "head -c 3000000 /dev/zero | tr '\\\\0' 'x' | fold -w 100\n"
+                 'echo "performance: 1 x"')
+    ctx = json.dumps({**json.loads(CPU), **({"runtime": "native"} if runtime == "native" else {})})
+    res = madengine("run.local", "--tags", "chatty", "--additional-context", ctx, "--output",
+                    str(small_disk / "perf.csv"), cwd=hub)
+    assert res.rc == 1, res.err
+    last = res.err.strip().splitlines()[-1]
+    assert f"the file system holding {small_disk} is full" in last and "Traceback" not in res.err, res.err
+    assert not list(small_disk.glob(".madengine/work/*"))
+
+
+def test_disk_full_while_laying_out_the_workspace(hub: Path, small_disk: Path, docker_client, no_leftovers) -> None:
+    """The model's scripts directory does not fit: one line naming the workspace, no partial workspace."""
+    (hub / "scripts" / "dummy" / "big.bin").write_bytes(b"\0" * 2_000_000)
+    res = madengine("run.local", "--tags", "dummy", "--additional-context", CPU, "--output",
+                    str(small_disk / "perf.csv"), cwd=hub)
+    assert res.rc == 1, res.err
+    last = res.err.strip().splitlines()[-1]
+    assert "no space left for the model's workspace" in last and "shutil.Error" not in res.err, res.err
+    assert not list(small_disk.glob(".madengine/work/*"))
