@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -27,6 +28,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Label on every container madengine starts; its value is the run id (for cleanup and ``docker ps`` filters).
 RUN_LABEL = "org.madengine.run-id"
+
+
+def container_name(wanted: str) -> str:
+    """``wanted`` as a name Docker accepts (``[a-zA-Z0-9][a-zA-Z0-9_.-]*``): other characters (a ``+`` in a model
+    name) become ``_``."""
+    name = re.sub(r"[^a-zA-Z0-9_.-]", "_", wanted)
+    return name if name[:1].isalnum() else f"c{name}"
 
 
 def engine_address() -> str:
@@ -71,6 +79,30 @@ def connect(timeout: float = 120.0) -> docker.DockerClient:
             f"cannot reach the Docker engine at {engine_address()} ({reason}); start one with "
             "`bash dev/engine.sh up` (as root) or set DOCKER_HOST") from None
     return client
+
+
+def is_engine_failure(error: BaseException) -> bool:
+    """True for a failure to talk to the engine (connection refused or dropped, a docker-py error)."""
+    requests_exc = sys.modules.get("requests.exceptions")
+    docker_errors = sys.modules.get("docker.errors")
+    return bool((requests_exc and isinstance(error, requests_exc.RequestException))
+                or (docker_errors and isinstance(error, docker_errors.DockerException)))
+
+
+def engine_lost(error: BaseException) -> EngineError:
+    """The one-line error for an engine that went away mid-run or mid-build (names the address and the fix)."""
+    reason = " ".join(str(error).split())
+    reason = reason.rsplit(": ", 1)[-1][:120] if reason else type(error).__name__
+    return EngineError(f"lost the Docker engine at {engine_address()} ({reason}); check that it runs (`docker "
+                       "info`); containers this run left are removed by `madengine clean` once it is back")
+
+
+def reachable(client: docker.DockerClient) -> bool:
+    """Whether the engine answers a ping now."""
+    try:
+        return bool(client.ping())
+    except Exception:  # noqa: BLE001 - any failure means "not reachable"
+        return False
 
 
 def image_exists(client: docker.DockerClient, ref: str) -> bool:
@@ -358,7 +390,7 @@ def remove_container(container: Container) -> bool:
         return True
     except docker.errors.NotFound:
         return True
-    except docker.errors.APIError:
+    except Exception:  # noqa: BLE001 - refused, or the engine is gone: the caller reports the container
         return False
 
 
@@ -370,7 +402,7 @@ def remove_container_named(client: docker.DockerClient, name: str) -> bool:
         container = client.containers.get(name)
     except docker.errors.NotFound:
         return True
-    except docker.errors.APIError:
+    except Exception:  # noqa: BLE001 - refused, or the engine is gone: the caller reports the container
         return False
     return remove_container(container)
 

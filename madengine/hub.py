@@ -217,7 +217,7 @@ def discover(hub_dir: str | os.PathLike[str]) -> list[Model]:
     for: a missing root ``models.json``; malformed JSON (file, line, column); a non-array file or a non-object entry;
     an entry without a string ``name``; a field of the wrong type (file, model, field, expected type); a directory
     holding both ``models.json`` and ``get_models_json.py``; a failing ``get_models_json.py``; a duplicate model
-    name (both sources named).
+    name, or two names that differ only in case or ``/`` vs ``_`` (they would share an image; both sources named).
     """
     root = Path(hub_dir).resolve()
     root_json = root / "models.json"
@@ -244,6 +244,7 @@ def discover(hub_dir: str | os.PathLike[str]) -> list[Model]:
 
     models: list[Model] = []
     seen: dict[str, str] = {}
+    slugs: dict[str, str] = {}
     for dirname, rel, validated in files:
         _check_field_names(validated, rel)
         prefix = f"scripts/{dirname}/"
@@ -265,6 +266,12 @@ def discover(hub_dir: str | os.PathLike[str]) -> list[Model]:
                 where = f"both in {rel}" if seen[name] == rel else f"in {seen[name]} and {rel}"
                 raise ConfigError(f"duplicate model name '{name}': defined {where}")
             seen[name] = rel
+            slug = name.replace("/", "_").lower()  # what images, containers and logs are named after
+            if slug in slugs:
+                other = slugs[slug]
+                raise ConfigError(f"model names '{other}' ({seen[other]}) and '{name}' ({rel}) both name the image and "
+                                  f"logs '{slug}' (case and '/' vs '_' are not told apart); rename one")
+            slugs[slug] = name
             fields["hub_root"], fields["hub_file"] = root, rel
         models.extend(validated)
     return models

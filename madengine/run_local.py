@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from madengine import console, gpu
+from madengine.errors import EngineError
 from madengine.hub import Model
 from madengine.manifest import Manifest
 from madengine.report.relative import append_with_relative_change
@@ -139,7 +140,14 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], run: LocalRun,
             timeout=effective_timeout(model.timeout, options.timeout), log_dir=log_dir,
             work_root=work_root, run_id=run_id, options=options, extra_env=extra_env, sys_env_details=shared.sys_env,
             tools=shared.tools, masker=masker, deployment_type=run.deployment_type, nnodes=run.nnodes)
-        rows = _run_one(client, request, model, image, ref, run, shared.data_config, shared.creds, work_root)
+        try:
+            rows = _run_one(client, request, model, image, ref, run, shared.data_config, shared.creds, work_root)
+        except EngineError as e:  # the engine refused this model's container: a FAILURE row, the next model runs
+            if client is None or not docker_engine.reachable(client):
+                raise
+            from madengine.workflow.plan import base_row
+
+            rows = [base_row(request).model_copy(update={"status": "FAILURE", "reason": masker.text(e.message)})]
         if not options.skip_model_run:
             append_with_relative_change(run.output, rows)
             log = log_dir / f"{build.log_base or model.name.replace('/', '_')}.run.live.log"

@@ -65,11 +65,15 @@ def mad_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
             except OSError as e:  # a file or directory the task needed: one line naming it
                 if _debug_enabled():
                     traceback.print_exc()
+                if _engine_failure(e):
+                    raise Exit(f"madengine: error: {_engine_lost(e)}", code=EXIT_FAILURE) from None
                 where = f": {e.filename}" if e.filename else ""
                 raise Exit(f"madengine: error: {e.strerror or e}{where}", code=EXIT_FAILURE) from None
             except Exception as e:  # noqa: BLE001 - an internal error: one line, the trace on request
                 if _debug_enabled():
                     traceback.print_exc()
+                if _engine_failure(e):
+                    raise Exit(f"madengine: error: {_engine_lost(e)}", code=EXIT_FAILURE) from None
                 detail = " ".join(str(e).split())[:300]
                 raise Exit(f"madengine: error: internal error {type(e).__name__}: {detail} (run with "
                            "MADENGINE_DEBUG=1 for the traceback, and please report it)", code=EXIT_FAILURE) from None
@@ -87,6 +91,18 @@ def mad_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
     if args and callable(args[0]) and not kwargs:
         return decorate(args[0])
     return decorate
+
+
+def _engine_failure(error: BaseException) -> bool:
+    from madengine import docker_engine
+
+    return docker_engine.is_engine_failure(error)
+
+
+def _engine_lost(error: BaseException) -> str:
+    from madengine import docker_engine
+
+    return docker_engine.engine_lost(error).message
 
 
 def _main_thread() -> bool:

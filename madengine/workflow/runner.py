@@ -44,7 +44,7 @@ def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list
     plan = plan_run(req)
     row, model_dir = plan.row, plan.model_dir
     # madengine names containers container_<log base>; the run id suffix lets two runs of one model share a host.
-    container_name = f"container_{plan.log_base}-{req.run_id[:8]}"
+    container_name = docker_engine.container_name(f"container_{plan.log_base}-{req.run_id[:8]}")
     if req.options.skip_model_run:
         echo(f"skip-model-run: would run in {req.image}: {plan.model_command}")
         return [row.model_copy(update={"status": "SKIPPED", "reason": "--skip-model-run"})]
@@ -75,6 +75,7 @@ def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list
     _, log = begin(req, plan, workspace, script.render(req, plan, workspace=WORKSPACE,
                                                       datahome=req.data.home if req.data else ""))
     container = None
+    done: docker_engine.ExecResult | None = None
     status = ""
     steps = ["bash", f"{WORKSPACE}/{script.STATE_DIR}/{script.SCRIPT_NAME}"]
     try:
@@ -103,6 +104,9 @@ def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list
             echo(f"keep-alive: container {container_name} left running (workspace {workspace} kept); enter it "
                  f"with `docker exec -it {container_name} bash`, remove it with `docker rm -f {container_name}`")
     failure = log.failure()
+    if failure is None and done is not None and done.exit_code is None and not done.timed_out \
+            and not docker_engine.reachable(client):
+        failure = docker_engine.engine_lost(ConnectionError(f"while {container_name} ran"))
     if failure is not None:
         discard(req, workspace)
         raise failure

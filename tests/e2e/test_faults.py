@@ -3,12 +3,15 @@ a perf.csv cut short by another writer, a perf.csv broken while the model runs."
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -159,3 +162,102 @@ def test_disk_full_while_laying_out_the_workspace(hub: Path, small_disk: Path, d
     last = res.err.strip().splitlines()[-1]
     assert "no space left for the model's workspace" in last and "shutil.Error" not in res.err, res.err
     assert not list(small_disk.glob(".madengine/work/*"))
+
+
+def test_plus_in_names_and_a_refused_container_skip_nothing(hub: Path, docker_client, no_leftovers) -> None:
+    """A '+' in a model name (allowed by models.json) runs: the container name is sanitised. A model whose
+    container the engine refuses (a device that does not exist) is one FAILURE row; the models after it run."""
+    models = json.loads((hub / "models.json").read_text())
+    dummy = models[0]
+    models += [{**dummy, "name": "a_refused", "tags": ["plus"], "additional_docker_run_options":
+                "--device /dev/madengine-no-such-device"},
+               {**dummy, "name": "b_dummy+plus", "tags": ["plus"]}]
+    (hub / "models.json").write_text(json.dumps(models))
+    res = madengine("run.local", "--tags", "plus", "--additional-context", CPU, cwd=hub)
+    assert res.rc == 3, res.err
+    rows = {r["model"]: r for r in read_perf(hub / "perf.csv")}
+    assert rows["b_dummy+plus"]["status"] == "SUCCESS", res.err
+    assert rows["a_refused"]["status"] == "FAILURE" and "madengine-no-such-device" in res.err
+
+
+class _Proxy:
+    """A TCP proxy to the local engine's socket (DOCKER_HOST=tcp://127.0.0.1:PORT) that can be cut like a lost
+    engine: every connection closed and no new ones accepted."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(64)
+        self.port = self.server.getsockname()[1]
+        self.conns: list[Any] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect("/var/run/docker.sock")
+            with self.lock:
+                self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: Any, b: Any) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.shutdown(2)
+
+    def cut(self) -> None:
+        with contextlib.suppress(OSError):
+            self.server.shutdown(2)  # wakes the accept() blocked in the other thread (close() alone would not)
+        self.server.close()
+        with self.lock:
+            for s in self.conns:
+                with contextlib.suppress(OSError):
+                    s.shutdown(2)
+                    s.close()
+
+
+def test_engine_lost_mid_run_names_the_engine_and_the_container(hub: Path, docker_client) -> None:
+    """The engine goes away while the model runs (its proxy is cut): one line naming the engine address and the
+    fix, no traceback, the container reported for cleanup; `madengine clean` removes it once the engine is back."""
+    assert madengine("build", "--tags", "dummy_timeout", "--additional-context", CPU, cwd=hub).rc == 0
+    proxy = _Proxy()
+    address = f"tcp://127.0.0.1:{proxy.port}"
+    env = {**os.environ, "DOCKER_HOST": address}
+    proc = subprocess.Popen([sys.executable, "-m", "madengine", "run.local", "--manifest-file", "build_manifest.json",
+                             "--timeout", "60"], cwd=hub, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not docker_client.containers.list(filters={"label": "org.madengine.model=dummy_timeout"}):
+            assert time.monotonic() < deadline and proc.poll() is None, "the model's container never started"
+            time.sleep(0.2)
+        proxy.cut()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    last = err.strip().splitlines()[-1]
+    assert proc.returncode == 1, err
+    assert f"lost the Docker engine at {address}" in last and "madengine clean" in last, err
+    assert "Traceback" not in err and "could not remove container container_dummy_timeout" in err
+    cleaned = madengine("clean", cwd=hub)
+    assert cleaned.rc == 0 and "removed container_dummy_timeout" in cleaned.out, cleaned.out + cleaned.err

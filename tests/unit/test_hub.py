@@ -162,6 +162,18 @@ def test_duplicate_names_in_one_file(tmp_path: Path) -> None:
         discover(tmp_path)
 
 
+@pytest.mark.parametrize(("root", "sub"), [(["Dcase", "dcase"], []), (["col_x"], ["x"])])
+def test_names_that_share_an_image_are_refused(tmp_path: Path, root: list[str], sub: list[str]) -> None:
+    """Two names that differ only in case, or in '/' vs '_', would build and run as one image: both are named."""
+    write_json(tmp_path / "models.json", [entry(n) for n in root])
+    if sub:
+        write_json(tmp_path / "scripts" / "col" / "models.json", [entry(n) for n in sub])
+    first, second = (root[0], root[1]) if not sub else ("col_x", "col/x")
+    with pytest.raises(ConfigError, match=rf"model names '{first}' \(models\.json\) and '{second}' \(.*models\.json\) both "
+                                          rf"name the image and logs '{first.lower()}'.*rename one"):
+        discover(tmp_path)
+
+
 # ---------------------------------------------------------------- get_models_json.py
 
 GET_MODELS_CUSTOM = '''
