@@ -357,6 +357,19 @@ def test_dry_run_writes_valid_yaml_and_creates_nothing(tmp_path: Path, nnodes: s
     assert "Traceback" not in cli.text
 
 
+@pytest.mark.parametrize("text", ["apiVersion: v1\nclusters: [\n", "\tnot: yaml: at all", "[1, 2]\n"])
+def test_malformed_kubeconfig_is_exit_4_naming_the_file(tmp_path: Path, text: str) -> None:
+    """A kubeconfig that is not YAML (or not a kubeconfig) is bad input: exit 4, one line naming the file."""
+    manifest = _manifest(tmp_path, ["dummy"])
+    bad = tmp_path / "broken-kubeconfig"
+    bad.write_text(text)
+    cli = madengine("run.k8s", "--manifest-file", str(manifest), "--kubeconfig", str(bad), "--output",
+                    str(tmp_path / "perf.csv"), cwd=tmp_path)
+    assert cli.rc == 4, cli.text
+    last = cli.err.strip().splitlines()[-1]
+    assert f"cannot load --kubeconfig {bad}" in last and "Traceback" not in cli.text and "internal error" not in last
+
+
 def test_unknown_key_is_exit_4_one_line(tmp_path: Path) -> None:
     manifest = _manifest(tmp_path, ["dummy"])
     cli = madengine("run.k8s", "--manifest-file", str(manifest), "--dry-run",

@@ -81,14 +81,22 @@ def test_failing_model_gives_failed_and_exit_3(slurm_hub: Path, no_leftovers) ->
     assert "Traceback" not in res.err
 
 
-def test_unsatisfiable_request_is_cancelled(slurm_hub: Path) -> None:
-    """--nodes 3 on a 2-node cluster pends forever (PartitionNodeLimit): reported and cancelled."""
-    res = madengine("run.slurm", "--manifest-file", "dummy.json", "--nodes", "3", "--additional-context", CTX, cwd=slurm_hub)
-    assert res.rc == 3, res.text
-    assert re.search(r"cannot resolve \((PartitionNodeLimit|PartitionConfig)\); cancelled by madengine", res.err), \
-        res.err
-    job_id = re.search(r"Slurm job (\d+)", res.err).group(1)  # type: ignore[union-attr]
-    assert _slurm_state(job_id) == "CANCELLED"
+def test_more_nodes_than_the_partition_has_is_exit_4(slurm_hub: Path) -> None:
+    """--nodes 3 on a 2-node cluster would pend forever: refused before submitting (exit 4, one line naming the
+    count sinfo gives), no job, no row."""
+    before = _queue_ids()
+    res = madengine("run.slurm", "--manifest-file", "dummy.json", "--nodes", "3", "--additional-context", CTX,
+                    cwd=slurm_hub)
+    assert res.rc == 4, res.text
+    last = res.err.strip().splitlines()[-1]
+    assert "--nodes 3: the default partition has 2 node(s) (sinfo); ask for at most 2" in last and len(last) < 200
+    assert "submitted" not in res.err and _queue_ids() == before
+    assert not (slurm_hub / "perf.csv").exists() or "dummy" not in (slurm_hub / "perf.csv").read_text()
+
+
+def _queue_ids() -> set[str]:
+    out = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
 
 
 def test_sbatch_rejection_is_exit_4(slurm_hub: Path) -> None:

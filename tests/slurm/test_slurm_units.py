@@ -4,6 +4,7 @@ table, the polling schedule, the batched monitor, the job state file, Slurm outp
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import threading
@@ -354,3 +355,18 @@ def test_node_gpus_reads_sinfo_gres(slurm_cluster) -> None:
 
     assert SlurmCli().node_gpus() == 2
     assert SlurmCli().node_gpus("no-such-partition") is None
+
+
+def test_non_utf8_scheduler_output_makes_that_job_unknown(tmp_path, monkeypatch) -> None:
+    """A stray non-UTF-8 byte in real ``sacct`` output (a fake sacct first on PATH) does not crash the poll: the
+    garbled job is "unknown" for that tick, the others are read."""
+    from madengine.deploy.slurm.cli import LocalExecutor
+
+    fake = tmp_path / "bin" / "sacct"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nprintf '101|RUNNING|0:0|None\\n102|RUN\\377NING|0:0|None\\n'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    infos = SlurmCli(LocalExecutor()).query(["101", "102"])
+    assert map_state(infos["101"]).status == "running"
+    assert map_state(infos["102"]).status == "unknown"

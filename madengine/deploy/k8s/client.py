@@ -85,6 +85,7 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Api:
         ConfigError: the package is missing, or no usable configuration was found (names the file/context).
     """
     k8s = require()
+    import yaml
     from kubernetes.config.config_exception import ConfigException
 
     cfg = k8s.client.Configuration()
@@ -101,7 +102,7 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Api:
             except ConfigException:
                 k8s.config.load_kube_config(client_configuration=cfg)
                 where = f"{cfg.host} (default kubeconfig)"
-    except (ConfigException, OSError, ValueError, TypeError) as e:
+    except (ConfigException, OSError, ValueError, TypeError, yaml.YAMLError) as e:  # YAMLError: not YAML at all
         src = f"--kubeconfig {kubeconfig}" if kubeconfig else "the default kubeconfig ($KUBECONFIG, ~/.kube/config)"
         ctx = f" context {context!r}" if context else ""
         raise ConfigError(f"k8s: cannot load {src}{ctx}: {_one_line(str(e))}; pass --kubeconfig PATH "

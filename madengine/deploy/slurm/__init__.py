@@ -268,7 +268,17 @@ class SlurmTarget:
         return [job.local_dir / "job.sh" for job in planned]
 
     def preflight(self, planned: Sequence[SlurmJob]) -> None:
-        """Over SSH: copy the job directories and what the run reads from the hub (``credential.json`` 0600)."""
+        """Check that the partition has the nodes asked for (a job asking for more would pend forever), then, over
+        SSH, copy the job directories and what the run reads from the hub (``credential.json`` 0600).
+
+        Raises:
+            ConfigError: ``--nodes`` exceeds the partition's node count (names both and the fix).
+        """
+        available = self.cli.partition_nodes(self.partition)
+        if available is not None and self.nodes > available:
+            where = f"partition {self.partition}" if self.partition else "the default partition"
+            raise ConfigError(f"--nodes {self.nodes}: {where} has {available} node(s) (sinfo); ask for at most "
+                              f"{available}, or pick another --partition")
         if self._pushes:
             console.progress(f"copying {len(planned)} job(s) and the hub's " +
                              ", ".join(str(p[0].name) for p in self._pushes[1:]) +

@@ -95,7 +95,8 @@ class LocalExecutor:
     def run(self, argv: Sequence[str], timeout: float = COMMAND_TIMEOUT) -> CommandResult:
         """See :meth:`Executor.run`. A missing program gives rc 127."""
         try:
-            proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+            proc = subprocess.run(list(argv), capture_output=True, text=True, encoding="utf-8", errors="replace",
+                                  timeout=timeout, check=False)  # a stray non-UTF-8 byte must not crash a poll
         except FileNotFoundError:
             return CommandResult(127, "", f"{argv[0]}: command not found")
         except subprocess.TimeoutExpired:
@@ -208,6 +209,19 @@ class SlurmCli:
                 if parts[0] == "gpu" and len(parts) >= 2 and parts[-1].isdigit():
                     counts.append(int(parts[-1]))
         return min(counts) if counts else None
+
+    def partition_nodes(self, partition: str | None = None) -> int | None:
+        """How many nodes ``partition`` (default: the default partition, ``*`` in sinfo) has, from ``sinfo``; ``None``
+        when sinfo fails or does not list it (the caller then lets sbatch decide)."""
+        result = self._run(["sinfo", "-h", "-o", "%P|%D"])
+        if result.rc != 0:
+            return None
+        total, found = 0, False
+        for line in result.stdout.splitlines():
+            name, _, count = line.strip().partition("|")
+            if (name.rstrip("*") == partition if partition else name.endswith("*")) and count.strip().isdigit():
+                total, found = total + int(count), True
+        return total if found else None
 
     def submit(self, script: str, retries: int = 3, backoff: float = 2.0) -> str:
         """``sbatch --parsable SCRIPT`` (a path on the executor's side); returns the job id.
