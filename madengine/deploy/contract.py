@@ -165,14 +165,16 @@ def run(target: Target, request: DeployRequest) -> RunSummary:
                 jobs_mod.save(jobs_mod.state_path(output), [record])
                 records.append(record)
             if not target.wait:
-                ids = ",".join(r.job_id for r in records)
-                console.progress(f"--no-wait: job(s) {ids} left running; follow with `inv jobs.status JOB`, "
-                                 "`inv jobs.logs JOB --follow`; `inv jobs.status` collects the rows once done")
-                print(ids)
+                ids = [r.job_id for r in records]
+                where = _output_flag(output)
+                console.progress(f"--no-wait: job(s) {', '.join(ids)} left running; follow with `madengine jobs.logs "
+                                 f"JOB --follow{where}`; `madengine jobs.status JOB{where}` collects its rows once done")
+                print("\n".join(ids))  # stdout: one job id per line, for scripts and CI
                 return RunSummary([], output)
             by_id = {r.job_id: r for r in records}
             watcher = Watcher(target.poll, list(by_id), first=target.first, cap=target.cap,
-                              unknown_timeout=target.unknown_timeout, reattach=target.reattach, error=target.error)
+                              unknown_timeout=target.unknown_timeout,
+                              reattach=target.reattach + _output_flag(output), error=target.error)
             states = watcher.states
             with Progress(target.name, len(records)) as progress:
                 watcher.wait(progress.update, lambda job_id, st: rows.extend(finish(target, by_id[job_id], st)))
@@ -182,8 +184,9 @@ def run(target: Target, request: DeployRequest) -> RunSummary:
         except BaseException:
             unfinished = [r.job_id for r in records if not (states.get(r.job_id) and states[r.job_id].terminal)]
             if unfinished:
-                console.warn(f"submitted before the error: {', '.join(unfinished)} (see `inv jobs.status JOB`, "
-                             "cancel with `inv jobs.cancel JOB`)")
+                where = _output_flag(output)
+                console.warn(f"submitted before the error: {', '.join(unfinished)} (see `madengine jobs.status "
+                             f"JOB{where}`, cancel with `madengine jobs.cancel JOB{where}`)")
             raise
         return RunSummary(rows, output)
     finally:
@@ -274,6 +277,13 @@ def status(job_id: str, output: str | Path) -> tuple[JobRecord, JobStatus, list[
         return record, current, rows
     finally:
         target.close()
+
+
+def _output_flag(output: str | Path) -> str:
+    """`` --output PATH`` for recovery hints when the run's perf.csv is not the default one (else ``""``)."""
+    import shlex
+
+    return "" if Path(output) == Path("perf.csv") else f" --output {shlex.quote(str(output))}"
 
 
 def logs(job_id: str, output: str | Path, follow: bool = False,

@@ -37,7 +37,7 @@ class K8sTarget:
     recorded Job (:meth:`attach`, which plans it again from the spec saved at submission)."""
 
     name = "k8s"
-    reattach = "inv k8s.status {job}"
+    reattach = "madengine jobs.status {job}"
     error = client.K8sError
 
     def __init__(self, request: DeployRequest | None = None) -> None:

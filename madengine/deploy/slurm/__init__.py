@@ -160,7 +160,7 @@ class SlurmTarget:
     """
 
     name = "slurm"
-    reattach = "inv slurm.status {job}"
+    reattach = "madengine jobs.status {job}"
     error = SlurmError
 
     def __init__(self, request: DeployRequest | None = None, *, executor: Executor | None = None) -> None:
