@@ -21,6 +21,7 @@ from madengine.results.perf_csv import PerfRow, check_appendable
 from madengine.run_spec import RunOptions
 from madengine.workflow.plan import RunRequest
 from madengine.workflow.runner import run_model
+from madengine.workflow.workspace import RUNS_DIR
 
 
 @dataclass
@@ -150,8 +151,8 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], run: LocalRun,
             rows = [base_row(request).model_copy(update={"status": "FAILURE", "reason": masker.text(e.message)})]
         if not options.skip_model_run:
             append_with_relative_change(run.output, rows)
-            log = log_dir / f"{build.log_base or model.name.replace('/', '_')}.run.live.log"
-            if log.is_file():
+            log = log_dir / RUNS_DIR / run_id / f"{build.log_base or model.name.replace('/', '_')}.run.live.log"
+            if log.is_file():  # this run's own log (the name next to perf.csv points to the latest run's)
                 run.logs[model.name] = str(log)
             run.artifacts.extend(str(p) for p in request.artifacts)
         console.rows(rows, masker.text)

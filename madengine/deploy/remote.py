@@ -137,6 +137,10 @@ class RemoteExecutor:
                         stack.append((rpath, ldir / entry.filename))
                     elif stat.S_ISREG(entry.st_mode or 0):
                         sftp.get(rpath, str(ldir / entry.filename))
+                    elif stat.S_ISLNK(entry.st_mode or 0):  # the latest-run log pointers: kept as links
+                        link = ldir / entry.filename
+                        link.unlink(missing_ok=True)
+                        link.symlink_to(sftp.readlink(rpath))
         except OSError as e:
             raise SlurmError(f"{self.description}: fetching {remote} failed: {e}") from None
 

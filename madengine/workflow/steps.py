@@ -12,7 +12,7 @@ from madengine.results.perf_csv import PerfRow
 from madengine.workflow import script
 from madengine.workflow.output import _Log, disk_error, rows_from_output
 from madengine.workflow.plan import Plan, RunRequest
-from madengine.workflow.workspace import collect_artifacts
+from madengine.workflow.workspace import RUNS_DIR, collect_artifacts
 
 
 def rows(req: RunRequest, plan: Plan, workspace: Path, script_status: str = "") -> list[PerfRow]:
@@ -42,17 +42,37 @@ def rows(req: RunRequest, plan: Plan, workspace: Path, script_status: str = "") 
 
 def begin(req: RunRequest, plan: Plan, workspace: Path, text: str) -> tuple[Path, _Log]:
     """Write the step script ``text`` into the laid-out ``workspace`` and open the run log: the path of the script
-    and the log.
+    and the log. The log is ``madengine-runs/<run id>/<log base>.run.live.log`` (unique per run, so concurrent runs
+    into one directory keep every log); ``<log base>.run.live.log`` next to perf.csv (madengine's name) is a relative
+    symlink to the latest run's.
 
     Raises:
         MadEngineError: either could not be written (a full disk: names the directory); the workspace is removed.
     """
     try:
-        req.log_dir.mkdir(parents=True, exist_ok=True)
-        return script.write(workspace, text), _Log(plan.log_path, req.masker, req.options.live_output)
+        run_log = run_log_path(req, plan.log_path.name)
+        path, log = script.write(workspace, text), _Log(run_log, req.masker, req.options.live_output)
+        point_latest(plan.log_path, run_log)
+        return path, log
     except OSError as e:
         discard(req, workspace)
         raise disk_error(Path(e.filename or workspace), e, "the step script or run log") from None
+
+
+def run_log_path(req: RunRequest, name: str) -> Path:
+    """``<perf.csv dir>/madengine-runs/<run id>/<name>``, its directory created: where this run's log ``name``
+    goes (see :func:`begin`)."""
+    path = req.log_dir / RUNS_DIR / req.run_id / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def point_latest(link: Path, target: Path) -> None:
+    """Make ``link`` a relative symlink to ``target``, replacing what was there atomically."""
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(os.path.relpath(target, link.parent))
+    os.replace(tmp, link)
 
 
 def finish(req: RunRequest, plan: Plan, workspace: Path, script_status: str = "") -> list[PerfRow]:

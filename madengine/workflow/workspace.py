@@ -10,6 +10,9 @@ from pathlib import Path
 from madengine.errors import ConfigError
 from madengine.workflow.plan import RunRequest, _script_ref, env_csv_name
 
+#: Per-run directory next to perf.csv: ``<RUNS_DIR>/<run id>/`` holds each model's run log and artifacts.
+RUNS_DIR = "madengine-runs"
+
 
 def sources(req: RunRequest, scripts_dir: Path, model_dir: str, *, model_scripts: bool = True) -> list[tuple[Path, str]]:
     """What the workspace is made of, in copy order (later entries win): ``(source file or directory, path relative
@@ -100,7 +103,7 @@ def collect_artifacts(req: RunRequest, workspace: Path, model_dir: Path, log_bas
     if env_csv.is_file():
         shutil.copy2(env_csv, req.log_dir / env_csv.name)
         req.artifacts.append(req.log_dir / env_csv.name)
-    dest = req.log_dir / "madengine-runs" / req.run_id / log_base
+    dest = req.log_dir / RUNS_DIR / req.run_id / log_base
     steps = workspace / ".madengine" / "steps.sh"
     if steps.is_file():
         dest.mkdir(parents=True, exist_ok=True)

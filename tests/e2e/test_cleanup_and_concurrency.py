@@ -74,6 +74,7 @@ def test_sigkill_leftover_is_reported_and_cleaned(hub: Path, docker_client, no_l
 
 
 def test_concurrent_runs_append_to_one_perf_csv(hub: Path, no_leftovers) -> None:
+    """Three runs at once into one directory: no row lost, one header, and no run's log overwritten."""
     assert madengine("build", "--tags", "examples", "--additional-context", CPU, cwd=hub).rc == 0
     env = dict(os.environ)
     procs = [subprocess.Popen([sys.executable, "-m", "madengine", "run.local", "--manifest-file",
@@ -85,3 +86,8 @@ def test_concurrent_runs_append_to_one_perf_csv(hub: Path, no_leftovers) -> None
     rows = read_perf(hub / "shared" / "perf.csv")
     assert len(rows) == 3 * 7
     assert (hub / "shared" / "perf.csv").read_text().count("model,n_gpus") == 1
+    # every run keeps its own logs (madengine-runs/<run id>/); the v2 name points to the latest run's
+    logs = sorted((hub / "shared" / "madengine-runs").glob("*/dummy_dummy.ubuntu.run.live.log"))
+    assert len(logs) == 3 and all("performance:" in log.read_text() for log in logs)
+    latest = hub / "shared" / "dummy_dummy.ubuntu.run.live.log"
+    assert latest.is_symlink() and latest.resolve() in {log.resolve() for log in logs}

@@ -25,7 +25,7 @@ from madengine.manifest import Manifest
 from madengine.results.perf_csv import PerfRow
 from madengine.run_spec import RunOptions
 from madengine.validation import int_flag
-from madengine.workflow import script, setup
+from madengine.workflow import script, setup, steps
 
 ModelRun = planning.ModelRun
 
@@ -171,8 +171,10 @@ class K8sTarget:
                                      req.masker)
             main = collect.rank0(pods)
             text = logs.get(main.name, "") if main else ""
-            (req.log_dir / f"{run.log_base}.run.live.log").write_text(
-                req.masker.text(script.split_bundle(text)[0]), encoding="utf-8")
+            name = f"{run.log_base}.run.live.log"
+            run_log = steps.run_log_path(req, name)
+            run_log.write_text(req.masker.text(script.split_bundle(text)[0]), encoding="utf-8")
+            steps.point_latest(req.log_dir / name, run_log)
             latest = {}  # a retried pod (backoff_limit > 0): the newest of each rank
             for pod in sorted(pods, key=lambda p: p.created):
                 latest[pod.index] = pod
