@@ -182,6 +182,7 @@ def validate_context(raw: Mapping[str, Any], source: str = "context") -> dict[st
     except ValidationError as e:
         field, message, given = first_error(e)
         raise ConfigError(f"{source}: key {field!r}: {message} (got {given!r})") from None
+    _validate_sections(raw)
     normalised = dict(raw)
     for key in model.model_fields_set:
         value = getattr(model, key)
@@ -191,6 +192,19 @@ def validate_context(raw: Mapping[str, Any], source: str = "context") -> dict[st
             value = [v.model_dump() if isinstance(v, BaseModel) else v for v in value]
         normalised[key] = value
     return normalised
+
+
+def _validate_sections(raw: Mapping[str, Any]) -> None:
+    """The ``slurm`` and ``k8s`` sections checked now, by their targets' own schemas, so that a typo inside them is
+    refused before anything is built or run (imported only when the section is there)."""
+    if isinstance(raw.get("slurm"), dict):
+        from madengine.deploy.slurm import config as slurm_config
+
+        slurm_config.validate(raw["slurm"])
+    if isinstance(raw.get("k8s"), dict):
+        from madengine.deploy.k8s import config as k8s_config
+
+        k8s_config.resolve(None, raw["k8s"], None)
 
 
 def build_context(context_json: str | None = None, context_file: str | None = None,

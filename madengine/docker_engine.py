@@ -407,20 +407,20 @@ def remove_container_named(client: docker.DockerClient, name: str) -> bool:
     return remove_container(container)
 
 
-def containers_with_label(client: docker.DockerClient, label: str, value: str | None = None) -> list[Container]:
-    """All containers (running or not) carrying ``label`` (and ``value`` if given)."""
-    selector = f"{label}={value}" if value is not None else label
-    return list(client.containers.list(all=True, filters={"label": selector}))
-
-
 def leftovers(client: docker.DockerClient, *, include_kept: bool = False) -> list[Container]:
     """Containers madengine started whose owner process (:mod:`madengine.owner`) is gone from this host: left by a
     run that was killed (SIGKILL, a crash) before it could remove them. Containers kept on purpose
-    (``--keep-alive``) only with ``include_kept``; containers of other hosts' runs (a shared engine) never."""
+    (``--keep-alive``) only with ``include_kept``; containers of other hosts' runs (a shared engine) never. Listed
+    with one call (no per-container inspect, which would race with other users removing theirs)."""
+    import docker.errors
+
     found = []
-    for container in containers_with_label(client, owner.OWNER_LABEL):
-        labels = container.labels or {}
+    for entry in client.api.containers(all=True, filters={"label": owner.OWNER_LABEL}):
+        labels = entry.get("Labels") or {}
         if owner.alive(labels.get(owner.OWNER_LABEL, "")) is False and (
                 include_kept or owner.KEEP_ALIVE_LABEL not in labels):
-            found.append(container)
+            try:
+                found.append(client.containers.get(entry["Id"]))
+            except docker.errors.NotFound:
+                continue  # removed meanwhile
     return found

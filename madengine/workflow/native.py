@@ -76,8 +76,24 @@ def run_script(path: Path, cwd: Path, env: dict[str, str], timeout: float | None
         _stop(proc)
         raise
     finally:
+        _kill_session(proc.pid)  # what the model left running dies with the script, as in a container
         reader.join(timeout=5)
     return code
+
+
+def _kill_session(sid: int) -> None:
+    """SIGKILL every process of session ``sid`` (the step script's: ``start_new_session``), wherever its process
+    group: background processes a model or script forked must not outlive the run."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if len(fields) > 3 and fields[3] == str(sid):  # field 6 of stat: the session id
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
 
 
 def _native(command: str, workspace: Path) -> str:

@@ -137,3 +137,18 @@ def test_closed_pipe_is_quiet(tmp_path: Path) -> None:
     proc.stdout.close()  # long before the interpreter has started: the first write meets a closed pipe
     _, err = proc.communicate(timeout=60)
     assert err == "" and proc.returncode == 1, err
+
+
+@pytest.mark.parametrize(("task", "section", "needle"), [
+    ("build", {"slurm": {"partiton": "x"}}, "slurm.partiton: unknown key; did you mean 'partition'?"),
+    ("run.slurm", {"slurm": {"partiton": "x"}}, "slurm.partiton: unknown key; did you mean 'partition'?"),
+    ("build", {"k8s": {"namespce": "x"}}, "'k8s.namespce' is not a k8s setting; did you mean 'namespace'?"),
+    ("run.local", {"k8s": {"gpus": "many"}}, "k8s.gpus"),
+])
+def test_typos_inside_target_sections_are_refused_before_building(hub: Path, task: str, section: dict,
+                                                                  needle: str) -> None:
+    """The slurm/k8s sections are checked with the whole context, before anything is built or run."""
+    ctx = json.dumps({"gpu_vendor": "NONE", **section})
+    res = madengine(task, "--tags", "dummy", "--additional-context", ctx, cwd=hub)
+    assert res.rc == 4 and needle in res.err, res.err
+    assert "building" not in res.err and not (hub / "build_manifest.json").exists()

@@ -153,6 +153,11 @@ def validate(raw: Mapping[str, Any], source: str = "slurm") -> SlurmConfig:
         err = e.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
+            import difflib
+
+            near = difflib.get_close_matches(key, list(SlurmConfig.model_fields), n=1)
+            if near:
+                raise ConfigError(f"{source}.{key}: unknown key; did you mean {near[0]!r}?") from None
             known = ", ".join(sorted(SlurmConfig.model_fields))
             raise ConfigError(f"{source}.{key}: unknown key; known keys: {known}") from None
         msg = str(err["msg"]).removeprefix("Value error, ")
