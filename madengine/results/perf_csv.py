@@ -15,7 +15,7 @@ import csv
 import io
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -140,7 +140,8 @@ def _cell(row: PerfRow, name: str) -> str:
     return value
 
 
-def append_rows(path: str | Path, rows: Iterable[PerfRow]) -> None:
+def append_rows(path: str | Path, rows: Iterable[PerfRow],
+                before_write: Callable[[int, int], None] | None = None) -> None:
     """Append ``rows`` to the perf.csv at ``path`` atomically; with no rows, create or check the file only.
 
     Creates the parent directories and, for a missing or empty file, writes :data:`PERF_CSV_HEADER` first. All
@@ -148,20 +149,26 @@ def append_rows(path: str | Path, rows: Iterable[PerfRow]) -> None:
     concurrent writers never interleave, and through a journal (:mod:`madengine.results._append`), so a killed
     writer leaves all of its rows or none. Existing bytes are never changed; a file not ending in a newline gets
     one before the new rows. If the write itself fails (disk full), the bytes this call added are cut off again.
+    ``before_write(fd, size)`` is called under the lock, with the file's descriptor and size, before the rows are
+    formatted (it may still change them: :func:`madengine.report.relative.append_with_relative_change`).
 
     Raises:
         PerfCsvError: the existing header is not :data:`PERF_CSV_HEADER` (e.g. a madengine v1 file; the file is
             left untouched), a row is invalid, or the file or its directory cannot be opened or written.
     """
     path = Path(path)
-    payload = format_rows(rows)
+    rows = list(rows)
     with open_locked(path, write=True) as fd:
         recover(fd, path)
         size = os.fstat(fd).st_size
+        if size:
+            _check_header(fd, path)
+        if before_write is not None:  # under the lock: sees every earlier append, no later one
+            before_write(fd, size)
+        payload = format_rows(rows)
         if size == 0:
             journaled_append(fd, path, 0, _HEADER_LINE + payload)
             return
-        _check_header(fd, path)
         if payload:
             newline = b"" if os.pread(fd, 1, size - 1) == b"\n" else b"\n"
             journaled_append(fd, path, size, newline + payload)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from madengine.errors import MadEngineError
-from madengine.report.relative import relative_change
+from madengine.report.relative import append_with_relative_change, relative_change
 from madengine.report.summary import SUMMARY_SCHEMA, write_summary
 from madengine.results.perf_csv import append_rows, read_rows
 from tests.report.conftest import row
@@ -86,7 +86,7 @@ def test_relative_change_against_previous_run_in_real_perf_csv(tmp_path: Path) -
 
 def test_relative_change_never_writes_infinity() -> None:
     """perf.csv never gets ``+inf%``: a change too large for a float is left blank."""
-    from madengine.report.relative import relative_change
+
 
     old = {"model": "m", "status": "SUCCESS", "metric": "x", "performance": "1e-308"}
     assert relative_change([old], {"model": "m", "metric": "x", "performance": "1e308"}) == ""
@@ -97,3 +97,35 @@ def test_relative_change_reads_v1_rows() -> None:
     v1 = {"model": "bert", "docker_file": "docker/bert.Dockerfile", "gpu_architecture": "gfx942",
           "performance": "50", "metric": "samples_per_second", "status": "SUCCESS"}  # no deployment_type column
     assert relative_change([v1], {**v1, "performance": "55"}) == "+10.00%"
+
+
+def test_appends_read_only_the_rows_added_since_the_last(tmp_path: Path, monkeypatch) -> None:
+    """The relative-change index: the first append reads the file once; later appends read only the rows added
+    since (another writer's included), and an edited or replaced file is read whole again, with right results."""
+    from madengine.report import relative
+
+    path = tmp_path / "perf.csv"
+    append_rows(path, [row(f"m{i}", performance=str(i + 1)) for i in range(500)])
+    reads: list[tuple[int, int]] = []
+    real = relative._rows_from
+
+    def spy(fd, start, end):
+        reads.append((start, end))
+        return real(fd, start, end)
+
+    monkeypatch.setattr(relative, "_rows_from", spy)
+    first = [row("m7", performance="16")]
+    append_with_relative_change(path, first)
+    assert first[0].relative_change == "+100.00%" and reads[-1][0] == 0
+    append_rows(path, [row("m7", performance="32")])  # another writer, no index update
+    before = path.stat().st_size
+    second = [row("m7", performance="48")]
+    append_with_relative_change(path, second)
+    assert second[0].relative_change == "+50.00%"
+    assert reads[-1] == (reads[0][1], before)  # only the tail: from where the index stopped to the end
+    text = path.read_text()  # the other writer's row edited in place: the indexed bytes changed, read whole again
+    at = text.rfind("m7,", 0, text.rfind("m7,"))
+    path.write_text(f"{text[:at]}mX,{text[at + 3:]}")
+    third = [row("m7", performance="96")]
+    append_with_relative_change(path, third)
+    assert reads[-1][0] == 0 and third[0].relative_change == "+100.00%"  # against 48, the latest m7 row
