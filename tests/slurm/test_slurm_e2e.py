@@ -7,6 +7,7 @@ Every run goes through `madengine run.slurm`: render → sbatch → batched moni
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -318,3 +319,36 @@ def test_multi_node_rule_result_from_the_rank_that_printed_it(slurm_hub: Path, n
     res = madengine("run.slurm", "--tags", "rank0_only", "--nodes", "2", "--additional-context", failing,
                     cwd=slurm_hub)
     assert res.rc == 3 and "node n2: run command exited with code 9" in res.err, res.text
+
+
+def test_status_while_the_run_waits_collects_each_job_once(slurm_hub: Path, tmp_path: Path, no_leftovers) -> None:
+    """`jobs.status JOB` from another shell collects a job that `run.slurm` is still waiting for (its scheduler
+    queries fail meanwhile): the rows are merged once, and `run.slurm` then says so instead of merging them again."""
+    flag = tmp_path / "outage"
+    flag.touch()
+    env = fake_scheduler(tmp_path, flag)
+    proc = subprocess.Popen([sys.executable, "-m", "madengine", "run.slurm", "--manifest-file", "dummy.json",
+                             "--nodes", "2", "--additional-context", CTX], cwd=slurm_hub,
+                            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        job_id = ""
+        while not job_id:
+            assert time.monotonic() < deadline and proc.poll() is None, "the run never recorded its job"
+            state = slurm_hub / ".madengine" / "jobs.json"
+            job_id = next(iter(json.loads(state.read_text())["jobs"]), "") if state.is_file() else ""
+            time.sleep(0.5)
+        while True:  # another shell, with a working scheduler
+            st = madengine("jobs.status", job_id, cwd=slurm_hub)
+            if "row(s) appended" in st.out or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert st.rc == 0 and "2 row(s) appended" in st.out, st.text
+        flag.unlink()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert f"job {job_id} was collected already" in err
+    assert len(read_perf(slurm_hub / "perf.csv")) == 2

@@ -164,7 +164,7 @@ def print_logs(api: client.Api, namespace: str, job_name: str, *, follow: bool =
     pods = job_pods(api, namespace, job_name)
     if not pods:
         raise client.K8sError(f"Job {namespace}/{job_name}: no pods (wrong name or namespace, or already deleted); "
-                              "see `inv k8s.status JOB`")
+                              f"see `madengine k8s.status {job_name} --namespace {namespace}`")
     streamed = max(pods, key=lambda p: p.created) if follow else None
     for pod in pods:
         write(f"==> pod {pod.name} ({pod.describe()}) <==")

@@ -70,8 +70,11 @@ class K8sTarget:
         try:
             spec = json.loads(spec_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as e:
+            flags = f" --namespace {record.details.get('namespace') or 'default'}"
+            if record.details.get("kubeconfig"):
+                flags += f" --kubeconfig {record.details['kubeconfig']}"
             raise ConfigError(f"Job {record.job_id}: its run spec {spec_path} is unreadable ({e}); inspect it with "
-                              f"`inv k8s.status {record.job_id} --namespace NS`") from None
+                              f"`madengine k8s.status {record.job_id}{flags}`") from None
         target.cfg = K8sConfig.model_validate(spec["k8s"])
         manifest = Manifest.model_validate(spec["manifest"])
         image, build = next(iter(manifest.built_images.items()))
