@@ -186,6 +186,9 @@ def run(manifest: manifest_mod.Manifest, ctx: dict[str, Any], *, target: str | N
     run_spec.check_supported(chosen, name, getattr(deploy_fn, "honours", ()))
     request = deploy.DeployRequest(manifest=manifest, ctx=ctx, output=Path(output), hub=Path(hub) if hub else None,
                                    options=chosen, target_options=dict(target_options or {}))
+    from madengine import cleanup
+
+    cleanup.report_jobs(output)  # jobs a killed run left behind next to this perf.csv
     summary: RunSummary = deploy_fn(request)
     return summary
 

@@ -1,12 +1,18 @@
-"""Leftovers of killed runs: containers whose madengine process is gone (:func:`madengine.docker_engine.leftovers`).
-Every run reports them when it starts; ``madengine clean`` removes them."""
+"""Leftovers of killed runs: containers whose madengine process is gone (:func:`madengine.docker_engine.leftovers`)
+and batch jobs (Slurm, Kubernetes, a plugin's) submitted by a run that was killed while it waited for them (recorded
+next to perf.csv with their owner, not ``--no-wait``, never collected). Every run reports them when it starts;
+``madengine clean`` removes the containers and cancels the jobs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from madengine import console
+
+if TYPE_CHECKING:  # pragma: no cover
+    from madengine.deploy.jobs import JobRecord
 
 
 @dataclass
@@ -49,6 +55,51 @@ def report(client: Any) -> None:
         names = ", ".join(item.name for _, item in found[:5]) + (", ..." if len(found) > 5 else "")
         console.warn(f"{len(found)} container(s) left running by madengine runs that were killed ({names}); "
                      "remove them with `madengine clean` (or `inv clean`)")
+
+
+def orphan_jobs(output: str | Path) -> list[JobRecord]:
+    """The jobs recorded next to the perf.csv ``output`` that a killed run left: not collected, not ``--no-wait``,
+    not known to have ended, and their owner process gone from this host."""
+    from madengine.deploy import jobs
+    from madengine.owner import alive
+
+    path = jobs.state_path(output)
+    if not path.is_file():
+        return []
+    return [r for r in jobs.load(path).values() if not r.collected and not r.detached and r.owner
+            and r.status not in jobs.TERMINAL and alive(r.owner) is False]
+
+
+def report_jobs(output: str | Path) -> None:
+    """Warn about :func:`orphan_jobs` (one line; the fix is ``madengine clean``). Never raises."""
+    try:
+        found = orphan_jobs(output)
+    except Exception:  # noqa: BLE001 - a broken record must not stop a run
+        return
+    if found:
+        ids = ", ".join(f"{r.target} {r.job_id}" for r in found[:5]) + (", ..." if len(found) > 5 else "")
+        console.warn(f"{len(found)} job(s) submitted by madengine runs that were killed are still recorded as "
+                     f"running ({ids}); cancel them with `madengine clean`, or collect them with "
+                     "`madengine jobs.status JOB`")
+
+
+def cancel_jobs(output: str | Path, *, dry_run: bool = False) -> tuple[list[JobRecord], list[tuple[JobRecord, str]]]:
+    """Cancel :func:`orphan_jobs` (``dry_run``: only list them). Returns (cancelled or found, (job, error) pairs
+    for those the scheduler refused)."""
+    from madengine.deploy import contract
+    from madengine.errors import MadEngineError
+
+    done, failed = [], []
+    for record in orphan_jobs(output):
+        if dry_run:
+            done.append(record)
+            continue
+        try:
+            contract.cancel(record.job_id, output)
+            done.append(record)
+        except MadEngineError as e:
+            failed.append((record, e.message))
+    return done, failed
 
 
 def clean(*, dry_run: bool = False, include_kept: bool = False) -> tuple[list[Leftover], list[Leftover]]:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from madengine import console
+from madengine import console, owner
 from madengine.deploy import DeployRequest
 from madengine.deploy import jobs as jobs_mod
 from madengine.deploy.jobs import JobRecord, JobStatus
@@ -161,7 +161,7 @@ def run(target: Target, request: DeployRequest) -> RunSummary:
         rows: list[PerfRow] = []
         try:
             for job in planned:
-                record = target.submit(job)
+                record = target.submit(job).model_copy(update={"owner": owner.current(), "detached": not target.wait})
                 jobs_mod.save(jobs_mod.state_path(output), [record])
                 records.append(record)
             if not target.wait:

@@ -15,7 +15,10 @@ Record file: ``.madengine/jobs.json`` next to perf.csv (:func:`state_path`). For
       "docker_image": "ci-dummy_dummy.ubuntu", "docker_file": "docker/dummy.ubuntu.Dockerfile", "details": {}}}}
 
 ``job_dir`` is where the job runs (on the cluster); ``local_dir`` is where results are gathered here (the same
-directory for a local cluster); ``details`` holds what a target needs to reattach (e.g. a Kubernetes namespace).
+directory for a local cluster); ``details`` holds what a target needs to reattach (e.g. a Kubernetes namespace);
+``owner`` the madengine process that submitted it (:mod:`madengine.owner`) and ``detached`` whether it was left
+running on purpose (``--no-wait``): a job neither detached nor collected whose owner is gone was orphaned by a
+killed run (``madengine clean`` cancels it).
 Updates are read-modify-write under an exclusive ``flock`` on a side lock file, and the file is replaced atomically
 (temporary file + ``os.replace``), so concurrent shells never lose or tear entries; :func:`collect_once` makes sure
 a job's rows are merged into perf.csv exactly once, whichever command gets there first.
@@ -106,6 +109,8 @@ class JobRecord(BaseModel):
     docker_image: str = ""
     docker_file: str = ""
     details: dict[str, Any] = Field(default_factory=dict)
+    owner: str = ""
+    detached: bool = False
 
 
 def state_path(output: str | Path) -> Path:

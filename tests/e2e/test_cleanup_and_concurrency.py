@@ -68,7 +68,7 @@ def test_sigkill_leftover_is_reported_and_cleaned(hub: Path, docker_client, no_l
     removed = madengine("clean", cwd=hub)
     assert removed.rc == 0 and f"removed {name}" in removed.out and "container_dummy_dummy" not in removed.out
     assert not docker_client.containers.list(all=True, filters={"name": name})
-    assert madengine("clean", cwd=hub).out.strip() == "no leftover containers"
+    assert madengine("clean", cwd=hub).out.strip() == "no leftover containers or jobs"
     gone = madengine("clean", "--keep-alive", cwd=hub)
     assert gone.rc == 0 and "removed container_dummy_dummy" in gone.out, gone.out + gone.err
 

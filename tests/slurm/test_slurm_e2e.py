@@ -352,3 +352,31 @@ def test_status_while_the_run_waits_collects_each_job_once(slurm_hub: Path, tmp_
     assert proc.returncode == 0, err
     assert f"job {job_id} was collected already" in err
     assert len(read_perf(slurm_hub / "perf.csv")) == 2
+
+
+def test_jobs_of_a_killed_run_are_reported_and_cancelled_by_clean(slurm_hub: Path, no_leftovers) -> None:
+    """run.slurm is SIGKILLed while it waits: its job keeps running, recorded with the dead owner. The next run
+    warns about it, `clean --dry-run` lists it, `clean` cancels it (Slurm shows CANCELLED)."""
+    proc = subprocess.Popen([sys.executable, "-m", "madengine", "run.slurm", "--manifest-file", "timeout.json",
+                             "--timeout", "0", "--additional-context", CTX], cwd=slurm_hub,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = slurm_hub / ".madengine" / "jobs.json"
+    deadline = time.monotonic() + 60
+    while not (state.is_file() and json.loads(state.read_text())["jobs"]):
+        assert time.monotonic() < deadline and proc.poll() is None, "the run never recorded its job"
+        time.sleep(0.3)
+    job_id = next(iter(json.loads(state.read_text())["jobs"]))
+    proc.kill()
+    proc.wait(timeout=30)
+    try:
+        again = madengine("run.local", "--manifest-file", "dummy.json", "--additional-context", CTX, cwd=slurm_hub)
+        assert again.rc == 0 and f"slurm {job_id}" in again.err and "madengine clean" in again.err, again.err
+        listed = madengine("clean", "--dry-run", cwd=slurm_hub)
+        assert listed.rc == 0 and f"would cancel slurm job {job_id}" in listed.out, listed.text
+        assert _slurm_state(job_id) in ("PENDING", "RUNNING", "CONFIGURING")
+        cleaned = madengine("clean", cwd=slurm_hub)
+        assert cleaned.rc == 0 and f"cancelled slurm job {job_id}" in cleaned.out, cleaned.text
+        assert _slurm_state(job_id) == "CANCELLED"
+        assert "no leftover" in madengine("clean", cwd=slurm_hub).out
+    finally:
+        subprocess.run(["scancel", job_id], check=False)
