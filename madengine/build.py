@@ -86,9 +86,14 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
     creds = credentials.load(hub)
     masker = credentials.Masker(credentials.secret_values(creds))
     failures: list[tuple[str, str]] = []
+    matching = [(model, dockerfiles.filter_by_context(dockerfiles.candidates(hub, model), match_ctx, hub))
+                for model in models]
+    if matching and not any(paths for _, paths in matching):  # e.g. a guest_os no Dockerfile declares: bad input
+        keys = ", ".join(f"{k}={match_ctx[k]!r}" for k in BUILD_CONTEXT_DEFAULTS)
+        raise ConfigError(f"no Dockerfile of the selected model(s) matches the context ({keys}, ...); check those "
+                          "keys against the '# CONTEXT' line of their Dockerfiles")
     log_dir.mkdir(parents=True, exist_ok=True)
-    for model in models:
-        paths = dockerfiles.filter_by_context(dockerfiles.candidates(hub, model), match_ctx, hub)
+    for model, paths in matching:
         if not paths:
             failures.append((model.name, f"no Dockerfile {model.dockerfile}.* matches the context {match_ctx}"))
             console.warn(failures[-1][1])
@@ -146,6 +151,12 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
             manifest.built_models[image] = model
             console.progress(f"built {image} in {duration:.1f} s")
     manifest.credentials_required = sorted({m.cred for m in models if m.cred})
+    manifest.summary = manifest_mod.BuildSummary(
+        successful_builds=[{"model": b.model, "docker_image": b.docker_image, "dockerfile": b.dockerfile,
+                            "build_duration": b.build_duration} for b in manifest.built_images.values()],
+        failed_builds=[{"model": name, "error": reason} for name, reason in failures],
+        total_build_time=round(sum(b.build_duration for b in manifest.built_images.values()), 3),
+        successful_pushes=[b.registry_image for b in manifest.built_images.values() if b.registry_image])
     written, previous = manifest_mod.save(manifest, manifest_output) if manifest.built_images else (None, None)
     if written:
         kept = f"; the previous manifest is kept as {previous}" if previous else ""

@@ -277,6 +277,12 @@ def discover(hub_dir: str | os.PathLike[str]) -> list[Model]:
     return models
 
 
+def _split_commas(tags: str | Iterable[str]) -> list[str]:
+    """``--tags a,b`` as ``--tags a --tags b`` (madengine v2 splits each value on commas)."""
+    items = [tags] if isinstance(tags, str) else list(tags)
+    return [part.strip() for item in items for part in item.split(",")] if items else []
+
+
 def _parse_tag(raw: str) -> tuple[str, str]:
     """``"m:batch-size=32:x=1"`` → ``("m", " --batch-size 32 --x 1")``; ConfigError when malformed."""
     parts = [p.strip() for p in str(raw).split(":") if p.strip()]
@@ -338,7 +344,8 @@ def select(models: Sequence[Model], tags: Iterable[str], exclude_tags: Iterable[
            include_deprecated: bool = False) -> list[Model]:
     """The models selected by ``tags`` (madengine's ``--tags`` rules), as copies; ``models`` is not modified.
 
-    Each tag item is ``selector[:key=value...]``: the selector matches a model whose name equals it, whose ``tags``
+    Each tag item (items are split on commas first, as madengine v2 does: ``a,b`` is ``a`` and ``b``) is
+    ``selector[:key=value...]``: the selector matches a model whose name equals it, whose ``tags``
     contain it, every model for ``all``, and (madengine v2 scoped tags) ``<dir>/<tag>`` or ``<dir>/all`` within
     ``scripts/<dir>/``; each ``key=value`` appends `` --key value`` to the selected models' ``args`` (split at the
     first ``=``: ``a=b=c`` gives `` --a b=c``, where madengine gave `` --a b c``). The result is
@@ -350,8 +357,7 @@ def select(models: Sequence[Model], tags: Iterable[str], exclude_tags: Iterable[
     No ``tags`` selects nothing (``[]``). Raises :class:`ConfigError` for an empty or malformed tag, a tag matching nothing ("no model matches tag 'X';
     closest: a, b, c", via difflib over names and tags) or only deprecated models.
     """
-    if isinstance(tags, str):
-        tags = [tags]
+    tags = _split_commas(tags)
     picked: list[Model] = []
     seen: set[tuple[str, str]] = set()
     for raw in tags:
@@ -371,7 +377,7 @@ def select(models: Sequence[Model], tags: Iterable[str], exclude_tags: Iterable[
                 seen.add((m.name, args))
                 picked.append(_copy(m, args))
     excludes = []
-    for raw in [exclude_tags] if isinstance(exclude_tags, str) else exclude_tags:
+    for raw in _split_commas(exclude_tags):
         selector, extra = _parse_tag(raw)
         if extra:
             raise ConfigError(f"exclude tag '{raw}' cannot carry key=value arguments")

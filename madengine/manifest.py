@@ -44,6 +44,19 @@ class BuiltImage(BaseModel):
     execution: dict[str, Any] = Field(default_factory=dict)
 
 
+class BuildSummary(BaseModel):
+    """madengine v2's ``summary`` of a build: what built (``model``, ``docker_image``, ``dockerfile``,
+    ``build_duration`` in seconds), what failed (``model``, ``error``), the total build time (seconds) and the pushed
+    registry images. A manifest without one (older files) loads with it empty."""
+
+    model_config = ConfigDict(extra="allow")
+    successful_builds: list[dict[str, Any]] = Field(default_factory=list)
+    failed_builds: list[dict[str, Any]] = Field(default_factory=list)
+    total_build_time: float = 0.0
+    successful_pushes: list[str] = Field(default_factory=list)
+    failed_pushes: list[dict[str, Any]] = Field(default_factory=list)
+
+
 class Manifest(BaseModel):
     """The whole build manifest. ``built_images`` and ``built_models`` share their keys (image names); a
     ``built_models`` entry is the typed models.json record (:class:`madengine.hub.Model`) the image was built for."""
@@ -57,6 +70,7 @@ class Manifest(BaseModel):
     registry: str = ""
     deployment_config: dict[str, Any] = Field(default_factory=lambda: {"deploy": "local"})
     hub: str = ""
+    summary: BuildSummary = Field(default_factory=BuildSummary)
 
     def model_for(self, image: str) -> Model:
         """The model record ``image`` was built for; a manifest without ``built_models`` (madengine v1) gives a

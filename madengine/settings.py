@@ -3,7 +3,8 @@
 Precedence, lowest to highest: :data:`DEFAULTS` (declared on the root namespace, so Invoke knows the keys) <
 ``/etc/invoke.yaml`` < ``~/.invoke.yaml`` < the project ``invoke.yaml`` (``madengine:`` section) <
 ``INVOKE_MADENGINE_<KEY>`` environment variables (Invoke's own mechanism) < ``MADENGINE_<KEY>`` environment variables
-< command-line flags. ``<KEY>`` is the key in upper case, e.g. ``MADENGINE_HUB=/srv/MAD``.
+< command-line flags. ``<KEY>`` is the key in upper case, e.g. ``MADENGINE_HUB=/srv/MAD``. madengine v1/v2's
+``MODEL_DIR`` (the hub directory) is read as the hub too, below ``MADENGINE_HUB``.
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ def resolve(config: Mapping[str, Any] | None, **flags: Any) -> dict[str, Any]:
     if config:
         for key in config:
             merged[key] = _check_config_value(key, config[key])
+    if os.environ.get("MODEL_DIR"):  # madengine v1/v2's name for the hub directory
+        merged["hub"] = os.environ["MODEL_DIR"]
     for key, default in DEFAULTS.items():
         env = os.environ.get(f"MADENGINE_{key.upper()}")
         if env is not None:

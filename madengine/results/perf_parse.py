@@ -47,6 +47,7 @@ DEFAULT_ERROR_PATTERNS: tuple[str, ...] = (
     "HIP out of memory",
     "CUDA out of memory",
     "failed (exitcode:",
+    "ChildFailedError",  # torchrun: a child process failed (madengine v2 fails the row, whatever was printed)
     "Segmentation fault",
     "core dumped",
     "Memory access fault by GPU",

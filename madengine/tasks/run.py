@@ -33,8 +33,10 @@ def workflow(c: Any, target: str | None, workflow_options: WorkflowOptions, opti
                             timeout=options.timeout, additional_context_file=w.additional_context_file,
                             manifest_output=w.manifest_output, registry=w.registry,
                             live_output=options.live_output or None)
-    if options.timeout is not None and str(options.timeout).strip().startswith("-"):
-        raise ConfigError(f"--timeout: {options.timeout!r} must be 0 (no limit) or a number of seconds")
+    if options.timeout is not None and str(options.timeout).strip().startswith("-") \
+            and str(options.timeout).strip() != "-1":
+        raise ConfigError(f"--timeout: {options.timeout!r} must be -1 (each model's own, as madengine v2), 0 (no "
+                          "limit) or a number of seconds")
     options = dataclasses.replace(options, timeout=settings.parse_timeout(opts["timeout"]),
                                   live_output=bool(opts["live_output"]))
     if w.summary_output:  # before anything runs: never over perf.csv (this run's or any)

@@ -1,0 +1,50 @@
+"""madengine v2 drop-in: its flags, environment and file keys behave as v2's do (issue "madengine v2 drop-in")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import CPU, madengine, read_perf, write_script
+
+
+def test_tags_are_split_on_commas_and_model_dir_names_the_hub(hub: Path, tmp_path: Path) -> None:
+    """`--tags a,b` selects a and b (v2 splits on commas); MODEL_DIR (v1/v2's hub variable) is the default hub."""
+    res = madengine("discover", "--tags", "dummy,dummy2/model2", "--json", cwd=tmp_path, env={"MODEL_DIR": str(hub)})
+    assert res.rc == 0, res.err
+    assert [m["name"] for m in json.loads(res.out)] == ["dummy", "dummy2/model2"]
+
+
+def test_timeout_minus_one_means_the_models_own(hub: Path, no_leftovers) -> None:
+    """`--timeout -1` is v2's default: each model's models.json timeout; other negatives are refused (exit 4)."""
+    res = madengine("run.local", "--tags", "dummy", "--additional-context", CPU, "--timeout", "-1", cwd=hub)
+    assert res.rc == 0 and "(timeout 7200 s)" in res.err, res.err
+    bad = madengine("run.local", "--tags", "dummy", "--additional-context", CPU, "--timeout", "-5", cwd=hub)
+    assert bad.rc == 4 and "must be -1" in bad.err
+
+
+def test_a_guest_os_no_dockerfile_declares_is_invalid_input(hub: Path) -> None:
+    """v2 treats a context that no Dockerfile can match as invalid input: exit 4 before anything builds."""
+    ctx = json.dumps({"gpu_vendor": "NONE", "guest_os": "PLAN9"})
+    res = madengine("build", "--tags", "dummy", "--additional-context", ctx, cwd=hub)
+    assert res.rc == 4, res.err
+    assert "guest_os='PLAN9'" in res.err and "building" not in res.err
+
+
+def test_child_failed_error_after_a_performance_line_fails_the_row(hub: Path, no_leftovers) -> None:
+    """torchrun's `ChildFailedError` fails the row even after a performance line (v2)."""
+    write_script(hub, "scripts/dummy/run.sh", 'echo "performance: 12 samples_per_second"\n'
+                 'echo "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: FAILED"')
+    res = madengine("run.local", "--tags", "dummy", "--additional-context", CPU, cwd=hub)
+    assert res.rc == 3, res.err
+    row = read_perf(hub / "perf.csv")[-1]
+    assert (row["status"], row["performance"]) == ("FAILURE", "12") and "ChildFailedError" in res.err
+
+
+def test_build_manifest_has_v2_summary(hub: Path) -> None:
+    """build_manifest.json carries v2's `summary` (successful_builds, failed_builds, total_build_time)."""
+    res = madengine("build", "--tags", "dummy", "--additional-context", CPU, cwd=hub)
+    assert res.rc == 0, res.err
+    summary = json.loads((hub / "build_manifest.json").read_text())["summary"]
+    assert [b["model"] for b in summary["successful_builds"]] == ["dummy"]
+    assert summary["failed_builds"] == [] and summary["total_build_time"] >= 0
