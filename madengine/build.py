@@ -86,6 +86,14 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
     creds = credentials.load(hub)
     masker = credentials.Masker(credentials.secret_values(creds))
     failures: list[tuple[str, str]] = []
+    prebuilt = str(ctx.get("MAD_CONTAINER_IMAGE") or "")
+    if prebuilt:  # madengine v1/v2: no build, every selected model runs in the given image
+        for model in models:
+            record = _prebuilt(client, model, prebuilt)
+            manifest.built_images[record.docker_image] = record
+            manifest.built_models[record.docker_image] = model
+            console.progress(f"{model.name}: no build, runs in {prebuilt} (MAD_CONTAINER_IMAGE)")
+        models = []
     matching = [(model, dockerfiles.filter_by_context(dockerfiles.candidates(hub, model), match_ctx, hub))
                 for model in models]
     if matching and not any(paths for _, paths in matching):  # e.g. a guest_os no Dockerfile declares: bad input
@@ -169,6 +177,25 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
         error.manifest = manifest if written else None  # what did build, for a build-then-run workflow
         raise error
     return BuildOutcome(manifest, written, failures)
+
+
+def _prebuilt(client: Any, model: Model, ref: str) -> manifest_mod.BuiltImage:
+    """The build record of ``model`` running in the existing image ``ref`` (``MAD_CONTAINER_IMAGE``): recorded as
+    its ``registry_image`` (a run uses it as it is, pulling it only when this engine does not have it).
+
+    Raises:
+        ConfigError: ``ref`` is not an image reference.
+    """
+    from madengine import docker_engine
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*", ref):
+        raise ConfigError(f"context key 'MAD_CONTAINER_IMAGE': {ref!r} is not an image reference (e.g. "
+                          "rocm/pytorch:latest)")
+    image = dockerfiles.image_name(model.name, ref.rsplit("/", 1)[-1].replace(":", "-").replace("@", "-"))
+    image_id = docker_engine.image_id(client, ref) if docker_engine.image_exists(client, ref) else ""
+    return manifest_mod.BuiltImage(model=model.name, docker_image=image, dockerfile="", base_docker=ref,
+                                   image_id=image_id, registry_image=ref, log_base=image.removeprefix("ci-"),
+                                   execution={"timeout": model.timeout, "n_gpus": model.n_gpus, "args": model.args})
 
 
 def check_registry(registry: str) -> None:

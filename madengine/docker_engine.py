@@ -116,6 +116,20 @@ def image_exists(client: docker.DockerClient, ref: str) -> bool:
         return False
 
 
+def image_id(client: docker.DockerClient, ref: str) -> str:
+    """The id (``sha256:...``) of the image ``ref`` on this engine.
+
+    Raises:
+        EngineError: no such image.
+    """
+    import docker.errors
+
+    try:
+        return str(client.images.get(ref).id)
+    except docker.errors.ImageNotFound:
+        raise EngineError(f"image {ref} is not on the engine at {engine_address()}") from None
+
+
 def build_image(client: docker.DockerClient, *, context_dir: Path, dockerfile: Path, tag: str,
                 build_args: dict[str, str], no_cache: bool, log: Callable[[str], None]) -> str:
     """Build ``dockerfile`` (a path inside or outside ``context_dir``) as ``tag``, streaming the output to ``log``.

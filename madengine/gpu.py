@@ -90,17 +90,17 @@ def detect() -> HostGpus:
     return HostGpus("NONE")
 
 
-def parse_gpu_list(spec: str) -> list[int]:
-    """Parse madengine's ``docker_gpus`` syntax ("0,2-4,7") into sorted unique indices.
+def parse_gpu_list(spec: str, key: str = "docker_gpus") -> list[int]:
+    """Parse madengine's ``docker_gpus``/``docker_cpus`` syntax ("0,2-4,7") into sorted unique indices.
 
     Raises:
-        ConfigError: malformed items.
+        ConfigError: malformed items (names the context ``key``).
     """
     indices: set[int] = set()
     for item in filter(None, (s.strip() for s in spec.split(","))):
         match = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
         if not match:
-            raise ConfigError(f"context key 'docker_gpus': bad item {item!r}; use e.g. \"0,2-4,7\"")
+            raise ConfigError(f"context key {key!r}: bad item {item!r}; use e.g. \"0,2-4,7\"")
         lo, hi = int(match.group(1)), int(match.group(2) or match.group(1))
         indices.update(range(lo, hi + 1))
     return sorted(indices)

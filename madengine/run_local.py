@@ -132,8 +132,9 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], run: LocalRun,
         assignment = gpu.assign(ctx, model.n_gpus, host)
         ref = image
         if client is not None and not docker_engine.image_exists(client, image) and build.registry_image:
-            console.progress(f"pulling {build.registry_image}")
-            docker_engine.pull_image(client, build.registry_image)
+            if not docker_engine.image_exists(client, build.registry_image):
+                console.progress(f"pulling {build.registry_image}")
+                docker_engine.pull_image(client, build.registry_image)
             ref = build.registry_image
         extra_env = {"BUILD_NUMBER": build_number, **shared.cred_env(model)}
         request = RunRequest(

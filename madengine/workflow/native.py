@@ -26,7 +26,7 @@ from typing import Any
 
 from madengine.results.perf_csv import PerfRow
 from madengine.workflow import script
-from madengine.workflow.plan import WORKSPACE, RunRequest, container_env, plan_run
+from madengine.workflow.plan import WORKSPACE, RunRequest, container_env, cpu_list, plan_run
 from madengine.workflow.steps import begin, discard, finish
 from madengine.workflow.workspace import prepare_workspace
 
@@ -46,15 +46,17 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def run_script(path: Path, cwd: Path, env: dict[str, str], timeout: float | None,
-               on_output: Callable[[bytes], None]) -> int | None:
+               on_output: Callable[[bytes], None], cpus: list[int] | None = None) -> int | None:
     """Run ``bash path`` in ``cwd`` in a new session; stream its output (stdout+stderr) to ``on_output``.
 
     ``timeout`` in seconds (``None`` = no limit). The script is stopped (:func:`_stop`) on timeout and on any
     exception (KeyboardInterrupt included, which is re-raised). Returns its exit code, ``None`` when it was stopped
     for the timeout.
     """
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus is not None else None  # docker_cpus, as --cpuset-cpus
     proc = subprocess.Popen(["bash", str(path)], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=pin)
     assert proc.stdout is not None
     stream: Any = proc.stdout  # a BufferedReader: read1 returns what is there without waiting for more
 
@@ -140,7 +142,7 @@ def run_model_native(req: RunRequest, echo: Callable[[str], None]) -> list[PerfR
         env["PATH"] = os.pathsep.join(p for p in (bindir, env.get("PATH", "")) if p)
     path, log = begin(req, plan, workspace, script.render(req, plan, workspace=str(workspace), datahome=datahome))
     try:
-        code = run_script(path, workspace, env, script.total_limit(plan), log.write)
+        code = run_script(path, workspace, env, script.total_limit(plan), log.write, cpu_list(req))
     except BaseException:
         discard(req, workspace)
         raise

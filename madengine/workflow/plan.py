@@ -121,6 +121,19 @@ def base_row(req: RunRequest) -> PerfRow:
     )
 
 
+def cpu_list(req: RunRequest) -> list[int] | None:
+    """The CPUs the model may use (context ``docker_cpus``, madengine's ``--cpuset-cpus``): indices, or ``None``
+    for all.
+
+    Raises:
+        ConfigError: a malformed list.
+    """
+    from madengine.gpu import parse_gpu_list
+
+    spec = req.ctx.get("docker_cpus")
+    return parse_gpu_list(str(spec), "docker_cpus") if spec else None
+
+
 def container_env(req: RunRequest) -> dict[str, str]:
     """Environment of the model's container: madengine's ``MAD_*`` contract, the model's and the context's
     ``env_vars``, data and credential variables, and the context's ``docker_env_vars`` (which win), then, when the

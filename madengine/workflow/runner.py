@@ -25,7 +25,7 @@ from madengine.docker_options import parse_run_options
 from madengine.errors import ConfigError
 from madengine.results.perf_csv import PerfRow
 from madengine.workflow import script
-from madengine.workflow.plan import WORKSPACE, RunRequest, container_env, plan_run
+from madengine.workflow.plan import WORKSPACE, RunRequest, container_env, cpu_list, plan_run
 from madengine.workflow.steps import begin, discard, finish
 from madengine.workflow.workspace import prepare_workspace
 
@@ -50,6 +50,9 @@ def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list
         return [row.model_copy(update={"status": "SKIPPED", "reason": "--skip-model-run"})]
 
     kwargs, extra_env, volumes = parse_run_options(row.additional_docker_run_options)
+    cpus = cpu_list(req)
+    if cpus is not None:
+        kwargs["cpuset_cpus"] = ",".join(map(str, cpus))
     workspace = req.work_root / container_name
     prepare_workspace(req, workspace, plan.scripts_dir, model_dir)
     mounts = {str(workspace): (WORKSPACE, "rw")}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import CPU, madengine, read_perf, write_script
 
 
@@ -48,3 +50,37 @@ def test_build_manifest_has_v2_summary(hub: Path) -> None:
     summary = json.loads((hub / "build_manifest.json").read_text())["summary"]
     assert [b["model"] for b in summary["successful_builds"]] == ["dummy"]
     assert summary["failed_builds"] == [] and summary["total_build_time"] >= 0
+
+
+@pytest.mark.parametrize("runtime", ["docker", "native"])
+def test_docker_cpus_pins_the_model(hub: Path, no_leftovers, runtime: str) -> None:
+    """`docker_cpus` (v1/v2: `--cpuset-cpus`) pins the model to those CPUs, in a container and natively alike."""
+    write_script(hub, "scripts/dummy/run.sh", 'echo "performance: $(nproc) cpus"')
+    ctx = {"gpu_vendor": "NONE", "docker_cpus": "0", **({"runtime": "native"} if runtime == "native" else {})}
+    res = madengine("run.local", "--tags", "dummy", "--additional-context", json.dumps(ctx), cwd=hub)
+    assert res.rc == 0, res.err
+    assert read_perf(hub / "perf.csv")[-1]["performance"] == "1"
+
+
+def test_docker_cpus_is_refused_where_it_cannot_be_honoured(hub: Path) -> None:
+    """A Pod cannot be pinned to CPUs by index: run.k8s refuses docker_cpus (exit 4) rather than drop it."""
+    assert madengine("build", "--tags", "dummy", "--additional-context", CPU, cwd=hub).rc == 0
+    ctx = json.dumps({"gpu_vendor": "NONE", "docker_cpus": "0-3"})
+    res = madengine("run.k8s", "--manifest-file", "build_manifest.json", "--dry-run", "--additional-context", ctx,
+                    cwd=hub)
+    assert res.rc == 4 and "docker_cpus" in res.err and "k8s.cpu" in res.err, res.err
+
+
+def test_mad_container_image_skips_the_build(hub: Path, no_leftovers) -> None:
+    """`MAD_CONTAINER_IMAGE` (v1/v2): no build; the selected models run in the given image, named in the rows."""
+    assert madengine("build", "--tags", "dummy", "--additional-context", CPU, cwd=hub).rc == 0
+    ctx = json.dumps({"gpu_vendor": "NONE", "MAD_CONTAINER_IMAGE": "ci-dummy_dummy.ubuntu"})
+    res = madengine("run.local", "--tags", "dummy2/model2", "--additional-context", ctx, "--manifest-output",
+                    "prebuilt.json", cwd=hub)
+    assert res.rc == 0, res.err
+    assert "building" not in res.err and "runs in ci-dummy_dummy.ubuntu (MAD_CONTAINER_IMAGE)" in res.err
+    row = read_perf(hub / "perf.csv")[-1]
+    assert (row["model"], row["status"], row["docker_image"]) == ("dummy2/model2", "SUCCESS", "ci-dummy_dummy.ubuntu")
+    bad = madengine("build", "--tags", "dummy", "--additional-context",
+                    json.dumps({"gpu_vendor": "NONE", "MAD_CONTAINER_IMAGE": "no such; image"}), cwd=hub)
+    assert bad.rc == 4 and "MAD_CONTAINER_IMAGE" in bad.err

@@ -90,6 +90,9 @@ def plan_model(image_name: str, build: BuiltImage, model: Model, ctx: dict[str, 
         ConfigError: a model needing "all GPUs" (n_gpus -1) without ``--gpus``, a malformed image reference, bad
             scripts, a workspace too large for a ConfigMap, data only a host download can provide, a bad k8s key.
     """
+    if ctx.get("docker_cpus"):
+        raise ConfigError("context key 'docker_cpus' (pinning to CPUs by index) cannot be honoured in a Pod; ask for "
+                          "a CPU count with k8s.cpu / k8s.cpu_limit instead")
     shared = shared or setup.load(hub, ctx)
     vendor = _vendor(cfg, ctx)
     if vendor not in ("amd", "nvidia", "none"):
