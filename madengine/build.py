@@ -72,7 +72,7 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
         EngineError: the engine is unreachable.
         BuildError: after writing the manifest, when any build or push failed (lists them).
     """
-    from madengine import docker_engine
+    from madengine import docker_engine, docker_images
 
     manifest_mod.check_writable(manifest_output)
     if registry:
@@ -126,13 +126,13 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
 
                 try:
                     model_args = build_args | credentials.model_env(creds, model.cred or "", model.name)
-                    image_id = docker_engine.build_image(client, context_dir=context_dir, dockerfile=hub / path,
+                    image_id = docker_images.build_image(client, context_dir=context_dir, dockerfile=hub / path,
                                                          tag=image, build_args=model_args, no_cache=clean_cache,
                                                          log=write)
                 except BuildError as e:
                     base = build_args.get("BASE_DOCKER") or dockerfiles.default_base_docker(hub / path)
                     hint = ""
-                    if base and not docker_engine.image_exists(client, base):
+                    if base and not docker_images.image_exists(client, base):
                         hint = (f"; base image {base} is not on this engine (make it, e.g. `bash dev/engine.sh up`, "
                                 "or set docker_build_arg.BASE_DOCKER)")
                     failures.append((model.name, masker.text(f"{e.message[:200]}{hint}")))
@@ -149,7 +149,7 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
                     remote = registry_image(registry, image)
                     console.progress(f"pushing {remote}")
                     try:
-                        docker_engine.push_image(client, image, remote, write)
+                        docker_images.push_image(client, image, remote, write)
                     except BuildError as e:
                         failures.append((model.name, e.message))
                         console.warn(e.message)
@@ -186,13 +186,13 @@ def _prebuilt(client: Any, model: Model, ref: str) -> manifest_mod.BuiltImage:
     Raises:
         ConfigError: ``ref`` is not an image reference.
     """
-    from madengine import docker_engine
+    from madengine import docker_images
 
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*", ref):
         raise ConfigError(f"context key 'MAD_CONTAINER_IMAGE': {ref!r} is not an image reference (e.g. "
                           "rocm/pytorch:latest)")
     image = dockerfiles.image_name(model.name, ref.rsplit("/", 1)[-1].replace(":", "-").replace("@", "-"))
-    image_id = docker_engine.image_id(client, ref) if docker_engine.image_exists(client, ref) else ""
+    image_id = docker_images.image_id(client, ref) if docker_images.image_exists(client, ref) else ""
     return manifest_mod.BuiltImage(model=model.name, docker_image=image, dockerfile="", base_docker=ref,
                                    image_id=image_id, registry_image=ref, log_base=image.removeprefix("ci-"),
                                    execution={"timeout": model.timeout, "n_gpus": model.n_gpus, "args": model.args})

@@ -16,11 +16,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from madengine import owner
-from madengine.errors import BuildError, EngineError
+from madengine.errors import EngineError
 
 if TYPE_CHECKING:  # pragma: no cover
     import docker
@@ -103,100 +102,6 @@ def reachable(client: docker.DockerClient) -> bool:
         return bool(client.ping())
     except Exception:  # noqa: BLE001 - any failure means "not reachable"
         return False
-
-
-def image_exists(client: docker.DockerClient, ref: str) -> bool:
-    """True when the engine has an image with this reference."""
-    import docker.errors
-
-    try:
-        client.images.get(ref)
-        return True
-    except docker.errors.ImageNotFound:
-        return False
-
-
-def image_id(client: docker.DockerClient, ref: str) -> str:
-    """The id (``sha256:...``) of the image ``ref`` on this engine.
-
-    Raises:
-        EngineError: no such image.
-    """
-    import docker.errors
-
-    try:
-        return str(client.images.get(ref).id)
-    except docker.errors.ImageNotFound:
-        raise EngineError(f"image {ref} is not on the engine at {engine_address()}") from None
-
-
-def build_image(client: docker.DockerClient, *, context_dir: Path, dockerfile: Path, tag: str,
-                build_args: dict[str, str], no_cache: bool, log: Callable[[str], None]) -> str:
-    """Build ``dockerfile`` (a path inside or outside ``context_dir``) as ``tag``, streaming the output to ``log``.
-
-    Returns:
-        The image id (``sha256:...``).
-
-    Raises:
-        BuildError: the build failed (the engine's error line; the full output went to ``log``).
-        EngineError: the engine failed otherwise.
-    """
-    import docker.errors
-
-    image_id = ""
-    try:
-        stream = client.api.build(path=str(context_dir), dockerfile=str(dockerfile.resolve()), tag=tag,
-                                  buildargs=build_args, nocache=no_cache, rm=True, forcerm=True, decode=True,
-                                  pull=False)
-        for chunk in stream:
-            if "stream" in chunk:
-                log(chunk["stream"])
-            elif "error" in chunk:
-                message = str(chunk["error"]).strip()
-                log(message + "\n")
-                raise BuildError(f"docker build of {tag} failed: {message.splitlines()[-1] if message else '?'}")
-            elif "aux" in chunk and "ID" in chunk["aux"]:
-                image_id = chunk["aux"]["ID"]
-    except docker.errors.APIError as e:
-        log(f"{e}\n")
-        raise BuildError(f"docker build of {tag} failed: {e.explanation or e}") from None
-    if not image_id:
-        image_id = client.images.get(tag).id
-    return image_id
-
-
-def push_image(client: docker.DockerClient, local: str, remote: str, log: Callable[[str], None]) -> None:
-    """Tag ``local`` as ``remote`` (``registry/name[:tag]``) and push it.
-
-    Raises:
-        BuildError: the push failed (the registry's message).
-    """
-    import docker.errors
-
-    repository, _, tag = remote.rpartition(":") if ":" in remote.rsplit("/", 1)[-1] else (remote, "", "latest")
-    try:
-        client.images.get(local).tag(repository, tag or "latest")
-        for chunk in client.api.push(repository, tag=tag or "latest", stream=True, decode=True):
-            if "error" in chunk:
-                raise BuildError(f"docker push of {remote} failed: {chunk['error']}")
-            if "status" in chunk and "id" not in chunk:
-                log(f"{chunk['status']}\n")
-    except docker.errors.APIError as e:
-        raise BuildError(f"docker push of {remote} failed: {e.explanation or e}") from None
-
-
-def pull_image(client: docker.DockerClient, ref: str) -> None:
-    """Pull ``ref`` from its registry.
-
-    Raises:
-        EngineError: the pull failed (the registry's message and the reference).
-    """
-    import docker.errors
-
-    try:
-        client.images.pull(ref)
-    except docker.errors.APIError as e:
-        raise EngineError(f"cannot pull image {ref}: {e.explanation or e}") from None
 
 
 @dataclass

@@ -57,7 +57,7 @@ def _run_one(client: Any, request: RunRequest, model: Model, image: str, ref: st
              run: LocalRun, data_config: Mapping[str, Any], creds: Mapping[str, Any],
              work_root: Path) -> list[PerfRow]:
     """Rows of one model: SKIPPED for its GPU architecture, FAILURE when its image or data is missing, else run."""
-    from madengine import docker_engine
+    from madengine import docker_images
     from madengine.workflow import data
     from madengine.workflow.plan import base_row
 
@@ -65,7 +65,7 @@ def _run_one(client: Any, request: RunRequest, model: Model, image: str, ref: st
     if not options.disable_skip_gpu_arch and skipped_for_arch(model, request.gpus.architecture):
         return [base_row(request).model_copy(update={
             "status": "SKIPPED", "reason": f"skip_gpu_arch lists {request.gpus.architecture}"})]
-    if client is not None and ref == image and not docker_engine.image_exists(client, image):
+    if client is not None and ref == image and not docker_images.image_exists(client, image):
         return [base_row(request).model_copy(update={
             "status": "FAILURE", "reason": f"image {image} is not on this engine and has no registry_image; "
                                            "run `inv build` first"})]
@@ -106,7 +106,7 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], run: LocalRun,
         PerfCsvError: perf.csv cannot be appended to (checked before the first model runs).
         KeyboardInterrupt: Ctrl-C, after the running container was removed.
     """
-    from madengine import docker_engine
+    from madengine import docker_engine, docker_images
     from madengine.workflow import setup
 
     options = run.options
@@ -131,10 +131,10 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], run: LocalRun,
         model = manifest.model_for(image)
         assignment = gpu.assign(ctx, model.n_gpus, host)
         ref = image
-        if client is not None and not docker_engine.image_exists(client, image) and build.registry_image:
-            if not docker_engine.image_exists(client, build.registry_image):
+        if client is not None and not docker_images.image_exists(client, image) and build.registry_image:
+            if not docker_images.image_exists(client, build.registry_image):
                 console.progress(f"pulling {build.registry_image}")
-                docker_engine.pull_image(client, build.registry_image)
+                docker_images.pull_image(client, build.registry_image)
             ref = build.registry_image
         extra_env = {"BUILD_NUMBER": build_number, **shared.cred_env(model)}
         request = RunRequest(
