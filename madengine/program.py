@@ -11,6 +11,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 from invoke import Program
 
@@ -31,9 +32,11 @@ class MadengineProgram(Program):
     def parse_core(self, argv: list[str] | None) -> None:
         """Invoke's core-flag parsing; a parse error exits 4 with Invoke's one-line message. ``TASK ... --help`` is
         read as ``--help TASK``: Invoke would take ``--help`` as the value of a positional argument (``jobs.logs
-        --help`` looked for a job named "--help")."""
+        --help`` looked for a job named "--help"). madengine v2's short flags are read as their long forms
+        (:data:`V2_SHORT_FLAGS`)."""
         with _parse_errors_exit_4():
-            super().parse_core(_help_first(argv if argv is not None else sys.argv, self.namespace))
+            argv = _help_first(argv if argv is not None else sys.argv, self.namespace)
+            super().parse_core(_v2_short_flags(argv, self.namespace))
 
     def parse_tasks(self) -> None:
         """Invoke's task parsing; a parse error exits 4 with Invoke's one-line message."""
@@ -50,6 +53,27 @@ def _help_first(argv: list[str], namespace: object) -> list[str]:
                 return [*argv[:i], "--help", token]
             break
     return argv
+
+
+#: madengine v2's short flags (its ``build``/``run`` commands) → the long flag here; ``-m`` is ``--manifest-file``
+#: for tasks that take one (runs), else ``--manifest-output`` (build). Used only where the task has the long flag.
+V2_SHORT_FLAGS = {"-t": ("--tags",), "-o": ("--output",), "-c": ("--additional-context",),
+                  "-f": ("--additional-context-file",), "-s": ("--summary-output",), "-l": ("--live-output",),
+                  "-r": ("--registry",), "-m": ("--manifest-file", "--manifest-output")}
+
+
+def _v2_short_flags(argv: list[str], namespace: Any) -> list[str]:
+    out = list(argv[:1])
+    flags: set[str] = set()
+    for token in argv[1:]:
+        if token in getattr(namespace, "task_names", {}) or any(token in a for a in namespace.task_names.values()):
+            task = namespace[token]
+            flags = {f"--{n}" for arg in task.get_arguments() for n in arg.names if len(n) > 1}
+            flags = {f.replace("_", "-") for f in flags}
+        elif token in V2_SHORT_FLAGS and flags:
+            token = next((long for long in V2_SHORT_FLAGS[token] if long in flags), token)
+        out.append(token)
+    return out
 
 
 @contextlib.contextmanager

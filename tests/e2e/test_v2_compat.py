@@ -84,3 +84,13 @@ def test_mad_container_image_skips_the_build(hub: Path, no_leftovers) -> None:
     bad = madengine("build", "--tags", "dummy", "--additional-context",
                     json.dumps({"gpu_vendor": "NONE", "MAD_CONTAINER_IMAGE": "no such; image"}), cwd=hub)
     assert bad.rc == 4 and "MAD_CONTAINER_IMAGE" in bad.err
+
+
+def test_v2_short_flags(hub: Path, no_leftovers) -> None:
+    """v2's short flags work with `madengine`: -t/-c/-m for build (-m = --manifest-output), -m/-o for a run (-m =
+    --manifest-file); the long flags stay the contract."""
+    built = madengine("build", "-t", "dummy", "-c", CPU, "-m", "short.json", cwd=hub)
+    assert built.rc == 0 and (hub / "short.json").is_file(), built.err
+    ran = madengine("run.local", "-m", "short.json", "-o", "short.csv", "-s", "short-summary.json", cwd=hub)
+    assert ran.rc == 0, ran.err
+    assert read_perf(hub / "short.csv")[-1]["model"] == "dummy" and (hub / "short-summary.json").is_file()
