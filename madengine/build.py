@@ -39,11 +39,15 @@ class BuildOutcome:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-def filter_context(ctx: Mapping[str, Any], detected_vendor: str) -> dict[str, Any]:
-    """The context Dockerfile headers are matched against: defaults < detected GPU vendor < user context."""
+def filter_context(ctx: Mapping[str, Any], detected_vendor: str, hub: Path | None = None) -> dict[str, Any]:
+    """The context Dockerfile headers are matched against: defaults < detected GPU vendor < the hub's ``ctx_test``
+    file (madengine v1/v2 read its content as the ``ctx_test`` key) < user context."""
     base = dict(BUILD_CONTEXT_DEFAULTS)
     if detected_vendor != "NONE":
         base["gpu_vendor"] = detected_vendor
+    ctx_test = hub / "ctx_test" if hub is not None else None
+    if ctx_test is not None and ctx_test.is_file():
+        base["ctx_test"] = ctx_test.read_text(encoding="utf-8", errors="replace").strip()
     base.update({k: v for k, v in ctx.items() if not isinstance(v, dict | list)})
     return {k: str(v) for k, v in base.items()}
 
@@ -78,7 +82,7 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
     if registry:
         check_registry(registry)
     client = client or docker_engine.connect()
-    match_ctx = filter_context(ctx, detected_vendor)
+    match_ctx = filter_context(ctx, detected_vendor, hub)
     stored = {k: v for k, v in ctx.items() if k not in DEPLOYMENT_KEYS}
     manifest = manifest_mod.Manifest(context=stored, deployment_config=deployment_config(ctx), registry=registry,
                                      hub=str(hub.resolve()))
@@ -94,8 +98,7 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
             manifest.built_models[record.docker_image] = model
             console.progress(f"{model.name}: no build, runs in {prebuilt} (MAD_CONTAINER_IMAGE)")
         models = []
-    matching = [(model, dockerfiles.filter_by_context(dockerfiles.candidates(hub, model), match_ctx, hub))
-                for model in models]
+    matching = [(model, _dockerfiles_for(hub, model, match_ctx)) for model in models]
     if matching and not any(paths for _, paths in matching):  # e.g. a guest_os no Dockerfile declares: bad input
         keys = ", ".join(f"{k}={match_ctx[k]!r}" for k in BUILD_CONTEXT_DEFAULTS)
         raise ConfigError(f"no Dockerfile of the selected model(s) matches the context ({keys}, ...); check those "
@@ -177,6 +180,20 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
         error.manifest = manifest if written else None  # what did build, for a build-then-run workflow
         raise error
     return BuildOutcome(manifest, written, failures)
+
+
+def _dockerfiles_for(hub: Path, model: Model, match_ctx: Mapping[str, str]) -> list[Path]:
+    """The model's Dockerfiles that match the context. ``gpu_vendor`` NONE (a GPU-less smoke test) falls back to the
+    Dockerfiles of any vendor, with a notice, when none declares NONE: a hub whose Dockerfiles all say AMD can be
+    smoke-tested on a CPU-only host."""
+    found = dockerfiles.candidates(hub, model)
+    paths = dockerfiles.filter_by_context(found, match_ctx, hub)
+    if not paths and match_ctx.get("gpu_vendor") == "NONE":
+        paths = dockerfiles.filter_by_context(found, {k: v for k, v in match_ctx.items() if k != "gpu_vendor"}, hub)
+        if paths:
+            console.progress(f"{model.name}: no Dockerfile declares gpu_vendor NONE; building "
+                             f"{', '.join(map(str, paths))} for a run without GPUs")
+    return paths
 
 
 def _prebuilt(client: Any, model: Model, ref: str) -> manifest_mod.BuiltImage:

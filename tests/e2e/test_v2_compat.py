@@ -94,3 +94,27 @@ def test_v2_short_flags(hub: Path, no_leftovers) -> None:
     ran = madengine("run.local", "-m", "short.json", "-o", "short.csv", "-s", "short-summary.json", cwd=hub)
     assert ran.rc == 0, ran.err
     assert read_perf(hub / "short.csv")[-1]["model"] == "dummy" and (hub / "short-summary.json").is_file()
+
+
+def test_ctx_test_file_selects_dockerfiles(hub: Path) -> None:
+    """A `ctx_test` file in the hub is the `ctx_test` context key (v1/v2), below the context itself."""
+    (hub / "ctx_test").write_text("2\n")
+    res = madengine("build", "--tags", "dummy_ctxtest", "--additional-context", CPU, cwd=hub)
+    assert res.rc == 0, res.err
+    built = json.loads((hub / "build_manifest.json").read_text())["built_images"]
+    assert [b["dockerfile"] for b in built.values()] == ["docker/dummy_ctxtest.ctx2.ubuntu.Dockerfile"]
+    ctx = json.dumps({"gpu_vendor": "NONE", "ctx_test": "1"})
+    assert madengine("build", "--tags", "dummy_ctxtest", "--additional-context", ctx, cwd=hub).rc == 0
+    built = json.loads((hub / "build_manifest.json").read_text())["built_images"]
+    assert [b["dockerfile"] for b in built.values()] == ["docker/dummy_ctxtest.ctx1.ubuntu.Dockerfile"]
+
+
+def test_gpu_vendor_none_smoke_tests_amd_only_dockerfiles(hub: Path, no_leftovers) -> None:
+    """A hub whose Dockerfiles all declare gpu_vendor AMD runs on a GPU-less host with gpu_vendor NONE (notice)."""
+    dockerfile = hub / "docker" / "dummy.ubuntu.Dockerfile"
+    dockerfile.write_text(dockerfile.read_text().replace("# CONTEXT {'guest_os': 'UBUNTU'}",
+                                                         "# CONTEXT {'gpu_vendor': 'AMD', 'guest_os': 'UBUNTU'}"))
+    res = madengine("run.local", "--tags", "dummy", "--additional-context", CPU, cwd=hub)
+    assert res.rc == 0, res.err
+    assert "no Dockerfile declares gpu_vendor NONE" in res.err
+    assert read_perf(hub / "perf.csv")[-1]["status"] == "SUCCESS"
