@@ -118,3 +118,34 @@ def test_gpu_vendor_none_smoke_tests_amd_only_dockerfiles(hub: Path, no_leftover
     assert res.rc == 0, res.err
     assert "no Dockerfile declares gpu_vendor NONE" in res.err
     assert read_perf(hub / "perf.csv")[-1]["status"] == "SUCCESS"
+
+
+V2_TOOLS = ("rpd", "rocprof", "rocprof_hip_only", "rocprof_sys", "rocprofv3", "rocprofv3_compute", "rocprofv3_memory",
+            "rocprofv3_communication", "rocprofv3_full", "rocprofv3_lightweight", "rocprofv3_agent",
+            "rocprofv3_agent_full", "rocprofv3_perfetto", "rocprofv3_api_overhead", "rocprofv3_pc_sampling",
+            "rocblas_trace", "hipblaslt_trace", "miopen_trace", "tensile_trace", "rccl_trace", "test_tools_A",
+            "test_tools_B", "gpu_info_power_profiler", "gpu_info_vram_profiler", "therock_check")
+
+
+def test_v2_tool_catalogue_is_carried() -> None:
+    """Every tool name of madengine v2's scripts/common/tools.json is in the packaged catalogue."""
+    from madengine.workflow.tools import load_catalogue
+
+    assert set(V2_TOOLS) <= set(load_catalogue())
+
+
+def test_v2_tools_run_or_say_what_is_missing(hub: Path, no_leftovers) -> None:
+    """v2's test tools wrap the model (pre-scripts in reverse tool order, as madengine stacks them, then the
+    command, the model, the post-scripts); a profiler missing from the image fails the row with a line that says
+    so, rather than running without it."""
+    ctx = json.dumps({"gpu_vendor": "NONE", "tools": [{"name": "test_tools_A"}, {"name": "therock_check"}]})
+    res = madengine("run.local", "--tags", "dummy", "--additional-context", ctx, cwd=hub)
+    assert res.rc == 0, res.err
+    log = (hub / "dummy_dummy.ubuntu.run.live.log").read_text()
+    order = [log.index(m) for m in ("therock_check: TheRock build", "pre_script A", "cmd_A", "performance:",
+                                    "post_script A")]
+    assert order == sorted(order), log
+    ctx = json.dumps({"gpu_vendor": "NONE", "tools": [{"name": "rocprofv3_compute"}]})
+    res = madengine("run.local", "--tags", "dummy", "--additional-context", ctx, cwd=hub)
+    assert res.rc == 3
+    assert "the 'rocprofv3' profiler is not in this image" in (hub / "dummy_dummy.ubuntu.run.live.log").read_text()
