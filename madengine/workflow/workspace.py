@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from madengine.errors import ConfigError
-from madengine.workflow.plan import RunRequest, _script_ref, env_csv_name
+from madengine.workflow.plan import RunRequest, _script_ref
 
 #: Per-run directory next to perf.csv: ``<RUNS_DIR>/<run id>/`` holds each model's run log and artifacts.
 RUNS_DIR = "madengine-runs"
@@ -97,13 +97,26 @@ def _first_os_error(error: shutil.Error) -> OSError:
 
 
 def collect_artifacts(req: RunRequest, workspace: Path, model_dir: Path, log_base: str) -> None:
-    """Copy ``<model>_env.csv`` next to perf.csv, and the tools' outputs and the step script (``steps.sh``, to replay
-    the run by hand) into the per-run directory ``madengine-runs/<run id>/<log base>/``."""
-    env_csv = workspace / env_csv_name(req.model.name)
-    if env_csv.is_file():
-        shutil.copy2(env_csv, req.log_dir / env_csv.name)
-        req.artifacts.append(req.log_dir / env_csv.name)
+    """Copy ``<model>_env.csv`` and the files the run wrote at the top of its workspace (madengine v2's working
+    directory: a script writing ``../perf_x.csv`` puts it there) next to perf.csv, and the tools' outputs, the
+    ``multiple_results`` CSV (all its columns) and the step script (``steps.sh``, to replay the run by hand) into
+    the per-run directory ``madengine-runs/<run id>/<log base>/``. No file is copied over a perf.csv: such a file
+    goes to the per-run directory instead."""
+    from madengine.safe_write import is_perf_csv
+
+    for found in sorted(p for p in workspace.iterdir() if p.is_file() and not p.is_symlink()):
+        target = req.log_dir / found.name
+        if target.is_file() and is_perf_csv(target):
+            target = req.log_dir / RUNS_DIR / req.run_id / log_base / found.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(found, target)
+        req.artifacts.append(target)
     dest = req.log_dir / RUNS_DIR / req.run_id / log_base
+    multiple = req.model.multiple_results
+    source = next((p for p in (model_dir / multiple, workspace / multiple) if multiple and p.is_file()), None)
+    if source is not None:
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, dest / source.name)
     steps = workspace / ".madengine" / "steps.sh"
     if steps.is_file():
         dest.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ DATA = {"a.bin": 1000, "sub/b.bin": 234}  # file → bytes: data_size must be 12
 RUN_SH = """#!/bin/bash
 echo "PARITY-MODEL in $(basename "$PWD") tool=${PARITY_TOOL:-off} files=$(find "$MAD_DATAHOME/" -type f | wc -l)"
 echo "token=$PARITY_CRED_PASSWORD"
+echo "written by the model at the top of its workspace" > ../parity_extra.txt
 echo "performance: 42 items_per_second"
 """
 TOOL_SH = """#!/bin/bash
@@ -136,6 +137,9 @@ def test_one_model_same_evidence_on_every_target(target_env: str, parity_hub: Pa
     tool_outputs = list(hub.rglob("madengine-runs/*/parity_dummy.ubuntu/parity_tool.txt"))
     assert len(tool_outputs) == nodes and all("PARITY_TOOL=on" in p.read_text() for p in tool_outputs)
     assert len(list(hub.rglob("madengine-runs/*/parity_dummy.ubuntu/steps.sh"))) == nodes
+    # a file the model wrote at the top of its workspace (madengine v2's working directory) lands next to perf.csv
+    extras = [p for p in hub.rglob("parity_extra.txt") if ".madengine/work" not in str(p)]
+    assert len(extras) == nodes and all("written by the model" in p.read_text() for p in extras)
 
     leaked = [p for p in hub.rglob("*") if p.is_file() and p.name != "credential.json"
               and SECRET.encode() in p.read_bytes()]
