@@ -11,7 +11,7 @@ from pathlib import Path
 from madengine.results.perf_csv import PerfRow
 from madengine.workflow import script
 from madengine.workflow.output import _Log, disk_error, rows_from_output
-from madengine.workflow.plan import Plan, RunRequest
+from madengine.workflow.plan import Plan, RunRequest, model_dir_name
 from madengine.workflow.workspace import RUNS_DIR, collect_artifacts
 
 
@@ -93,9 +93,15 @@ def discard(req: RunRequest, workspace: Path) -> None:
     start. A kept workspace keeps no secret: the step outputs in its state directory are masked in place."""
     if not (req.options.keep_model_dir or req.options.keep_alive):
         shutil.rmtree(workspace, ignore_errors=True)
-    elif req.masker:
+        return
+    if req.masker:
         for path in (workspace / script.STATE_DIR).glob("*.out"):
             _mask_file(path, req)
+    if workspace.is_dir():
+        from madengine import console
+
+        console.progress(f"{req.model.name}: workspace kept at {workspace} (the model ran in its "
+                         f"{model_dir_name(req.model)}/)")
 
 
 def _mask_file(path: Path, req: RunRequest) -> None:

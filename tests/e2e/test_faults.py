@@ -94,7 +94,9 @@ echo "performance: 1 x"
     leaks = [(p, s) for p in hub.rglob("*") if p.is_file() and p.name != "credential.json"
              for s in secrets if s.encode() in p.read_bytes()]
     assert not leaks, leaks
-    assert list(hub.glob(".madengine/work/*/.madengine/model.out")), "the kept workspace is there"
+    kept = list(hub.glob(".madengine/work/*/.madengine/model.out"))
+    assert kept, "the kept workspace is there"
+    assert f"workspace kept at {kept[0].parent.parent}" in res.err  # and the user is told where
 
 
 @pytest.mark.parametrize("args", [
