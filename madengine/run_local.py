@@ -53,6 +53,22 @@ def skipped_for_arch(model: Model, arch: str) -> bool:
     return bool(arch) and arch in names
 
 
+def _stale_image(client: Any, request: RunRequest, ref: str) -> str:
+    """Why ``ref`` on this engine is not the image the build recorded (``image_id`` in the manifest: a tag rebuilt
+    or loaded since, e.g. on one node of a cluster), naming both ids; ``""`` when it is, or nothing was recorded."""
+    from madengine import docker_images
+
+    recorded = request.build.image_id
+    if client is None or not recorded or not docker_images.image_exists(client, ref):
+        return ""
+    found = docker_images.image_id(client, ref)
+    if found == recorded:
+        return ""
+    return (f"image {ref} here is {found.removeprefix('sha256:')[:12]}, but the build recorded "
+            f"{recorded.removeprefix('sha256:')[:12]}: a different image under the same name; rebuild "
+            "(`inv build`) or bring the recorded image to this node")
+
+
 def _run_one(client: Any, request: RunRequest, model: Model, image: str, ref: str,
              run: LocalRun, data_config: Mapping[str, Any], creds: Mapping[str, Any],
              work_root: Path) -> list[PerfRow]:
@@ -69,6 +85,9 @@ def _run_one(client: Any, request: RunRequest, model: Model, image: str, ref: st
         return [base_row(request).model_copy(update={
             "status": "FAILURE", "reason": f"image {image} is not on this engine and has no registry_image; "
                                            "run `inv build` first"})]
+    stale = _stale_image(client, request, ref)
+    if stale:
+        return [base_row(request).model_copy(update={"status": "FAILURE", "reason": stale})]
     if model.data and not options.skip_model_run:
         try:
             request.data = data.resolve(model.data, data_config, hub=run.hub, creds=creds,

@@ -13,11 +13,12 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import madengine, read_perf
+from tests.conftest import CPU, madengine, read_perf
 from tests.slurm.conftest import fake_scheduler, latest_job_dir
 
 pytestmark = pytest.mark.slurm
@@ -380,3 +381,27 @@ def test_jobs_of_a_killed_run_are_reported_and_cancelled_by_clean(slurm_hub: Pat
         assert "no leftover" in madengine("clean", cwd=slurm_hub).out
     finally:
         subprocess.run(["scancel", job_id], check=False)
+
+
+def test_a_stale_image_under_the_recorded_name_fails_on_every_node(hub: Path, slurm_cluster, no_leftovers) -> None:
+    """The manifest records each image's id; a node whose engine has another image under that name (rebuilt
+    since) fails the row before the model starts, naming both ids: here and on both Slurm nodes."""
+    name = f"stale_{uuid.uuid4().hex[:6]}"
+    models = json.loads((hub / "models.json").read_text())
+    models.append({**models[0], "name": name, "tags": ["stale"]})
+    (hub / "models.json").write_text(json.dumps(models))
+    assert madengine("build", "--tags", name, "--additional-context", CPU, "--manifest-output", "old.json",
+                     cwd=hub).rc == 0
+    dockerfile = hub / "docker" / "dummy.ubuntu.Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + "\nENV MADENGINE_REBUILT=1\n")
+    assert madengine("build", "--tags", name, "--additional-context", CPU, "--manifest-output", "new.json",
+                     cwd=hub).rc == 0
+    old_id = next(iter(json.loads((hub / "old.json").read_text())["built_images"].values()))["image_id"]
+    res = madengine("run.local", "--manifest-file", "old.json", "--additional-context", CPU, cwd=hub)
+    assert res.rc == 3 and "a different image under the same name" in res.err, res.err
+    assert old_id.removeprefix("sha256:")[:12] in res.err
+    res = madengine("run.slurm", "--manifest-file", "old.json", "--nodes", "2", "--additional-context", CTX, cwd=hub)
+    assert res.rc == 3, res.err
+    rows = [r for r in read_perf(hub / "perf.csv") if r["deployment_type"] == "slurm"]
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"FAILURE"}
+    assert madengine("run.local", "--manifest-file", "new.json", "--additional-context", CPU, cwd=hub).rc == 0
