@@ -93,10 +93,11 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
     prebuilt = str(ctx.get("MAD_CONTAINER_IMAGE") or "")
     if prebuilt:  # madengine v1/v2: no build, every selected model runs in the given image
         for model in models:
-            record = _prebuilt(client, model, prebuilt)
+            ref = prebuilt if prebuilt != "auto" else _base_image(hub, model, match_ctx, build_args)
+            record = _prebuilt(client, model, ref)
             manifest.built_images[record.docker_image] = record
             manifest.built_models[record.docker_image] = model
-            console.progress(f"{model.name}: no build, runs in {prebuilt} (MAD_CONTAINER_IMAGE)")
+            console.progress(f"{model.name}: no build, runs in {ref} (MAD_CONTAINER_IMAGE / --use-image)")
         models = []
     matching = [(model, _dockerfiles_for(hub, model, match_ctx)) for model in models]
     if matching and not any(paths for _, paths in matching):  # e.g. a guest_os no Dockerfile declares: bad input
@@ -194,6 +195,21 @@ def _dockerfiles_for(hub: Path, model: Model, match_ctx: Mapping[str, str]) -> l
             console.progress(f"{model.name}: no Dockerfile declares gpu_vendor NONE; building "
                              f"{', '.join(map(str, paths))} for a run without GPUs")
     return paths
+
+
+def _base_image(hub: Path, model: Model, match_ctx: Mapping[str, str], build_args: Mapping[str, str]) -> str:
+    """``--use-image auto``: the base image the model's Dockerfile would build from (``docker_build_arg.BASE_DOCKER``,
+    else its ``ARG BASE_DOCKER=`` default).
+
+    Raises:
+        ConfigError: no Dockerfile matches, or it names no base image.
+    """
+    paths = _dockerfiles_for(hub, model, match_ctx)
+    base = build_args.get("BASE_DOCKER") or (dockerfiles.default_base_docker(hub / paths[0]) if paths else "")
+    if not base:
+        raise ConfigError(f"--use-image auto: model {model.name!r} has no Dockerfile with an 'ARG BASE_DOCKER=' "
+                          "default (nor docker_build_arg.BASE_DOCKER); give the image: --use-image IMAGE")
+    return base
 
 
 def _prebuilt(client: Any, model: Model, ref: str) -> manifest_mod.BuiltImage:

@@ -45,8 +45,12 @@ def workflow(c: Any, target: str | None, workflow_options: WorkflowOptions, opti
         check_target(w.summary_output, flag="--summary-output", inputs=[opts["output"]])
     nodes = (target_options or {}).get("nodes")
     if w.manifest_file:
-        if w.tags:
-            say("madengine: note: --manifest-file given; --tags is ignored (the manifest decides what runs)")
+        build_only = [f"--{name.replace('_', '-')}" for name in ("tags", "exclude_tags", "registry", "manifest_output",
+                                                                 "clean_docker_cache", "use_image")
+                      if getattr(w, name)]
+        if build_only:
+            say(f"madengine: note: --manifest-file given; {', '.join(build_only)} only act on a build and are "
+                "ignored (the manifest decides what runs)")
         manifest = manifest_mod.load(w.manifest_file)
         ctx = api.load_context(w.additional_context, opts["additional_context_file"], manifest.stored_context())
         chosen = target or api.deploy_target(ctx)
@@ -55,6 +59,8 @@ def workflow(c: Any, target: str | None, workflow_options: WorkflowOptions, opti
         hub = w.hub  # None: the hub recorded in the manifest
     else:
         ctx = api.load_context(w.additional_context, opts["additional_context_file"])
+        if w.use_image:
+            ctx["MAD_CONTAINER_IMAGE"] = w.use_image
         api.check_launcher(ctx, nodes=nodes)  # before anything is built
         if not w.tags:
             raise ConfigError("give --tags (build and run) or --manifest-file (run a previous build)")

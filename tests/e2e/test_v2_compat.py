@@ -149,3 +149,16 @@ def test_v2_tools_run_or_say_what_is_missing(hub: Path, no_leftovers) -> None:
     res = madengine("run.local", "--tags", "dummy", "--additional-context", ctx, cwd=hub)
     assert res.rc == 3
     assert "the 'rocprofv3' profiler is not in this image" in (hub / "dummy_dummy.ubuntu.run.live.log").read_text()
+
+
+def test_use_image_records_an_existing_image(hub: Path, no_leftovers) -> None:
+    """`build --use-image IMAGE` (v2) records an existing image instead of building; `auto` takes the base image of
+    the model's Dockerfile; a run with --tags takes the same flag."""
+    res = madengine("build", "--tags", "dummy", "--additional-context", CPU, "--use-image", "auto", cwd=hub)
+    assert res.rc == 0 and "building" not in res.err, res.err
+    record = next(iter(json.loads((hub / "build_manifest.json").read_text())["built_images"].values()))
+    assert record["registry_image"] == "madengine-base:bookworm" and record["image_id"].startswith("sha256:")
+    ran = madengine("run.local", "--tags", "dummy", "--additional-context", CPU, "--use-image",
+                    "madengine-base:bookworm", cwd=hub)
+    assert ran.rc == 0, ran.err
+    assert read_perf(hub / "perf.csv")[-1]["docker_image"] == "madengine-base:bookworm"
