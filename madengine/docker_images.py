@@ -108,3 +108,47 @@ def pull_image(client: docker.DockerClient, ref: str) -> None:
         client.images.pull(ref)
     except docker.errors.APIError as e:
         raise EngineError(f"cannot pull image {ref}: {e.explanation or e}") from None
+
+
+def save_image(client: docker.DockerClient, ref: str, path: Path) -> None:
+    """``docker save`` the image ``ref`` to the tar archive ``path`` (written atomically; an archive already there
+    is kept).
+
+    Raises:
+        EngineError: the engine has no such image or the archive cannot be written.
+    """
+    import docker.errors
+
+    if path.is_file():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    try:
+        with open(tmp, "wb") as fh:
+            for chunk in client.api.get_image(ref):  # by name: the archive carries this tag (not another one)
+                fh.write(chunk)
+        tmp.replace(path)
+    except docker.errors.NotFound:
+        tmp.unlink(missing_ok=True)
+        raise EngineError(f"image {ref} is not on the engine at {engine_address()}; build it first") from None
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise EngineError(f"cannot write the image archive {path}: {e.strerror or e}") from None
+
+
+def load_image(client: docker.DockerClient, path: Path) -> None:
+    """``docker load`` the tar archive ``path`` into the engine.
+
+    Raises:
+        EngineError: the archive is missing or the engine refused it.
+    """
+    import docker.errors
+
+    try:
+        with open(path, "rb") as fh:
+            client.images.load(fh)
+    except OSError as e:
+        raise EngineError(f"cannot read the image archive {path}: {e.strerror or e}") from None
+    except docker.errors.APIError as e:
+        raise EngineError(f"the engine at {engine_address()} refused the image archive {path}: "
+                          f"{e.explanation or e}") from None

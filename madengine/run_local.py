@@ -150,6 +150,9 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], run: LocalRun,
         model = manifest.model_for(image)
         assignment = gpu.assign(ctx, model.n_gpus, host)
         ref = image
+        if client is not None and build.image_archive and not docker_images.image_exists(client, image):
+            console.progress(f"loading {image} from {build.image_archive} (not on this node's engine yet)")
+            docker_images.load_image(client, Path(build.image_archive))
         if client is not None and not docker_images.image_exists(client, image) and build.registry_image:
             if not docker_images.image_exists(client, build.registry_image):
                 console.progress(f"pulling {build.registry_image}")

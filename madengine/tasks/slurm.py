@@ -32,6 +32,8 @@ class SlurmFlags:
     nodelist: str | None = option(None, "nodes to use (Slurm hostlist, e.g. n[1-2])")
     exclude: str | None = option(None, "nodes to avoid")
     constraint: str | None = option(None, "node features (--constraint)")
+    image_transfer: str | None = option(None, "'save': ship images without a registry to the nodes as docker save "
+                                              "archives (each node loads one once)")
     cluster: str | None = option(None, "SITE/NAME of inventories/SITE.yaml: submit on that cluster's login node "
                                        "over SSH")
     dry_run: bool = option(False, "write the job script(s), print their paths, submit nothing")

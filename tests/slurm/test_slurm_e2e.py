@@ -405,3 +405,24 @@ def test_a_stale_image_under_the_recorded_name_fails_on_every_node(hub: Path, sl
     rows = [r for r in read_perf(hub / "perf.csv") if r["deployment_type"] == "slurm"]
     assert len(rows) == 2 and {r["status"] for r in rows} == {"FAILURE"}
     assert madengine("run.local", "--manifest-file", "new.json", "--additional-context", CPU, cwd=hub).rc == 0
+
+
+def test_images_travel_as_archives_without_a_registry(hub: Path, slurm_cluster, docker_client, no_leftovers) -> None:
+    """`--image-transfer save`: an image without a registry is saved into the run's directory and every node's
+    manifest names the archive; a node whose engine lacks the image loads it (once) and checks its id."""
+    name = f"shipped_{uuid.uuid4().hex[:6]}"
+    models = json.loads((hub / "models.json").read_text())
+    models.append({**models[0], "name": name, "tags": ["shipped"]})
+    (hub / "models.json").write_text(json.dumps(models))
+    assert madengine("build", "--tags", name, "--additional-context", CPU, cwd=hub).rc == 0
+    image = f"ci-{name}_dummy.ubuntu"
+    res = madengine("run.slurm", "--manifest-file", "build_manifest.json", "--nodes", "2", "--image-transfer",
+                    "save", "--additional-context", CTX, cwd=hub)
+    assert res.rc == 0 and f"saving {image}" in res.err, res.err
+    job_manifest = next(hub.glob(f".madengine/slurm/*/{name}/build_manifest.json"))
+    archive = Path(json.loads(job_manifest.read_text())["built_images"][image]["image_archive"])
+    assert archive.is_file() and archive.stat().st_size > 0
+    docker_client.images.remove(image, force=True)  # a node that never had it runs the job's own manifest
+    node = madengine("run.local", "--manifest-file", str(job_manifest), "--output", "node.csv", cwd=hub)
+    assert node.rc == 0 and f"loading {image} from {archive}" in node.err, node.err
+    assert read_perf(hub / "node.csv")[-1]["status"] == "SUCCESS"

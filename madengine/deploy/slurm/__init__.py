@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: The target's own flags (``inv run.slurm``) that are slurm-section keys; the rest are handled here.
 SECTION_FLAGS = ("nodes", "partition", "gpus_per_node", "time", "account", "qos", "exclusive", "reservation",
-                 "nodelist", "exclude", "constraint")
+                 "nodelist", "exclude", "constraint", "image_transfer")
 
 
 def _executor_for(cluster_spec: str | None) -> tuple[Executor, Cluster | None, Path | None]:
@@ -176,6 +176,7 @@ class SlurmTarget:
         self.dry_run, self.wait = bool(options.get("dry_run")), not options.get("no_wait")
         self.first, self.cap, self.unknown_timeout = 1.0, 15.0, 600.0
         self._pushes: list[tuple[Path, str, int | None]] = []
+        self._archives: dict[str, Path] = {}  # image → its docker save archive here (image_transfer: save)
 
     @classmethod
     def attach(cls, record: JobRecord) -> SlurmTarget:
@@ -237,6 +238,9 @@ class SlurmTarget:
             models.append(model)
             slug = _slug(model.name)
             local_dir, cluster_dir = local_root / slug, f"{cluster_root}/{slug}"
+            if cfg.image_transfer == "save" and not build.registry_image:  # the nodes load it from the run dir
+                self._archives[image] = local_root / "images" / f"{image}.tar"
+                build = build.model_copy(update={"image_archive": f"{cluster_root}/images/{image}.tar"})
             one = Manifest(built_images={image: build}, built_models={image: model}, context=node_ctx,
                            credentials_required=request.manifest.credentials_required,
                            registry=request.manifest.registry, deployment_config={"deploy": "local"},
@@ -279,6 +283,13 @@ class SlurmTarget:
             where = f"partition {self.partition}" if self.partition else "the default partition"
             raise ConfigError(f"--nodes {self.nodes}: {where} has {available} node(s) (sinfo); ask for at most "
                               f"{available}, or pick another --partition")
+        if self._archives:
+            from madengine import docker_engine, docker_images
+
+            client = docker_engine.connect()
+            for image, archive in self._archives.items():
+                console.progress(f"saving {image} to {archive} (image_transfer: save)")
+                docker_images.save_image(client, image, archive)
         if self._pushes:
             console.progress(f"copying {len(planned)} job(s) and the hub's " +
                              ", ".join(str(p[0].name) for p in self._pushes[1:]) +

@@ -75,7 +75,9 @@ class SlurmConfig(BaseModel):
     default ``.madengine/slurm`` next to perf.csv), ``scratch`` (node-local directory each node runs in; default: the
     job directory on shared storage), ``template_dir`` (a site directory searched before madengine's
     ``templates/slurm``), ``master_port`` (default 29500), ``network_interface`` (NCCL/GLOO socket interface),
-    ``python`` (interpreter with madengine on the nodes; default: this one), ``runtime`` (``docker``/``native``).
+    ``python`` (interpreter with madengine on the nodes; default: this one), ``runtime`` (``docker``/``native``),
+    ``image_transfer`` (``save``: images without a registry travel as ``docker save`` archives in the run's
+    directory; each node loads one once when its engine lacks it).
     Monitoring: ``poll_interval`` (first interval, s), ``poll_max`` (cap, s), ``unknown_timeout`` (s a job may stay
     unknown before the run gives up), ``submit_retries``.
     """
@@ -107,6 +109,7 @@ class SlurmConfig(BaseModel):
     network_interface: str | None = None
     python: str | None = None
     runtime: Literal["docker", "native"] | None = None
+    image_transfer: Literal["save"] | None = None
     poll_interval: float = Field(default=1.0, gt=0)
     poll_max: float = Field(default=15.0, gt=0)
     unknown_timeout: float = Field(default=600.0, gt=0)
