@@ -37,7 +37,7 @@ from madengine.errors import ConfigError
 from madengine.validation import optional_json_object
 
 PROVIDER_ORDER = ("custom", "local", "nas", "minio", "aws")
-SUPPORTED = ("custom", "local", "nas")
+SUPPORTED = PROVIDER_ORDER
 DEFAULT_HOME = "/data_dlm_0"
 NAS_TIMEOUT = 2400  # seconds for one rsync, as madengine
 
@@ -182,7 +182,16 @@ def _try_provider(kind: str, provider: Mapping[str, Any], dataname: str, *, hub:
         _rsync_from_nas(node, path, mirror)
         return DataPlan(dataname, kind, home, {str(mirror): (home, "rw")}, size_bytes=dir_size(mirror),
                         download_duration=time.monotonic() - start)
-    raise DataError(f"{kind}: provider not supported by this version of madengine (use local, custom or nas)")
+    from madengine.workflow import data_s3  # minio, aws
+
+    mirror = _mirror_dir(provider, dataname, force_mirror, default_root)
+    start = time.monotonic()
+    try:
+        data_s3.download(kind, provider, creds, mirror)
+    except data_s3.S3Error as e:
+        raise DataError(str(e)) from None
+    return DataPlan(dataname, kind, home, {str(mirror): (home, "rw")}, size_bytes=dir_size(mirror),
+                    download_duration=time.monotonic() - start)
 
 
 def resolve(dataname: str, config: Mapping[str, Any], *, hub: Path, creds: Mapping[str, Any],
