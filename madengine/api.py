@@ -86,8 +86,10 @@ def discover_models(hub: str | Path, tags: Sequence[str], exclude_tags: Sequence
 
 def build(hub: str | Path, tags: Sequence[str], *, exclude_tags: Sequence[str] = (), ctx: dict[str, Any],
           registry: str = "", clean_cache: bool = False, manifest_output: str | Path = "build_manifest.json",
-          log_dir: str | Path = ".", live_output: bool = False) -> manifest_mod.Manifest:
-    """Discover, select and build; write the manifest. Returns it.
+          log_dir: str | Path = ".", live_output: bool = False,
+          target_archs: Sequence[str] = ()) -> manifest_mod.Manifest:
+    """Discover, select and build; write the manifest. Returns it. ``target_archs``: one image per GPU
+    architecture (items may be comma lists, as madengine v2's ``--target-archs``).
 
     Raises:
         ConfigError, EngineError, BuildError (exit code 2, after the manifest of the successful builds was written).
@@ -100,7 +102,9 @@ def build(hub: str | Path, tags: Sequence[str], *, exclude_tags: Sequence[str] =
     models = discover_models(hub, tags, exclude_tags)
     outcome = build_mod.build_models(Path(hub), models, ctx, registry=registry, clean_cache=clean_cache,
                                      manifest_output=Path(manifest_output), log_dir=Path(log_dir),
-                                     live_output=live_output, detected_vendor=gpu.detect().vendor)
+                                     live_output=live_output, detected_vendor=gpu.detect().vendor,
+                                     target_archs=[a.strip() for item in target_archs for a in item.split(",")
+                                                   if a.strip()])
     return outcome.manifest
 
 

@@ -59,7 +59,8 @@ def registry_image(registry: str, image: str) -> str:
 
 def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, registry: str = "",
                  clean_cache: bool = False, manifest_output: Path, log_dir: Path, live_output: bool = False,
-                 detected_vendor: str = "NONE", client: Any = None) -> BuildOutcome:
+                 detected_vendor: str = "NONE", client: Any = None,
+                 target_archs: Sequence[str] = ()) -> BuildOutcome:
     """Build every selected model's images and write the manifest.
 
     Args:
@@ -70,6 +71,10 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
             image was built (a fully failed build keeps the previous manifest).
         log_dir: directory for ``*.build.live.log``.
         client: a docker client (connected lazily when ``None``).
+        target_archs: GPU architectures (``gfx942``, ...) to build one image each for (madengine v2's
+            ``--target-archs``): the image name gets ``_<arch>``, the build the arg ``MAD_SYSTEM_GPU_ARCHITECTURE``,
+            the record its ``gpu_architecture``; an architecture the Dockerfile's GPU-arch variables exclude is a
+            build failure naming the variable.
 
     Raises:
         ConfigError: a model's Dockerfiles are missing or malformed.
@@ -110,9 +115,10 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
             failures.append((model.name, f"no Dockerfile {model.dockerfile}.* matches the context {match_ctx}"))
             console.warn(failures[-1][1])
             continue
-        for path in paths:
-            image = dockerfiles.image_name(model.name, path)
-            log_base = dockerfiles.log_basename(model.name, path)
+        for path, arch in _variants(hub, model, paths, target_archs, failures):
+            suffix = f"_{arch}" if arch else ""
+            image = dockerfiles.image_name(model.name, path) + suffix
+            log_base = dockerfiles.log_basename(model.name, path) + suffix
             log_path = log_dir / f"{log_base}.build.live.log"
             context_dir = hub / (model.dockercontext or "docker")
             if not context_dir.is_dir():
@@ -129,7 +135,8 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
                         console.err().out(text, end="", highlight=False)
 
                 try:
-                    model_args = build_args | credentials.model_env(creds, model.cred or "", model.name)
+                    model_args = build_args | credentials.model_env(creds, model.cred or "", model.name) | (
+                        {"MAD_SYSTEM_GPU_ARCHITECTURE": arch} if arch else {})
                     image_id = docker_images.build_image(client, context_dir=context_dir, dockerfile=hub / path,
                                                          tag=image, build_args=model_args, no_cache=clean_cache,
                                                          log=write)
@@ -147,7 +154,7 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
                     model=model.name, docker_image=image, dockerfile=str(path),
                     base_docker=build_args.get("BASE_DOCKER") or dockerfiles.default_base_docker(hub / path),
                     build_duration=round(duration, 3), log_file=str(log_path), log_base=log_base,
-                    gpu_vendor=str(match_ctx.get("gpu_vendor", "")), image_id=image_id,
+                    gpu_vendor=str(match_ctx.get("gpu_vendor", "")), image_id=image_id, gpu_architecture=arch,
                     execution={"timeout": model.timeout, "n_gpus": model.n_gpus, "args": model.args or ""})
                 if registry:
                     remote = registry_image(registry, image)
@@ -181,6 +188,22 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
         error.manifest = manifest if written else None  # what did build, for a build-then-run workflow
         raise error
     return BuildOutcome(manifest, written, failures)
+
+
+def _variants(hub: Path, model: Model, paths: Sequence[Path], archs: Sequence[str],
+              failures: list[tuple[str, str]]) -> list[tuple[Path, str]]:
+    """(Dockerfile, architecture) pairs to build: one per Dockerfile without ``archs`` (architecture ``""``), else
+    one per architecture the Dockerfile's GPU-arch variables allow (the others go to ``failures``, with a warning)."""
+    pairs = []
+    for path in paths:
+        for arch in archs or [""]:
+            conflict = dockerfiles.arch_conflict(hub / path, arch) if arch else ""
+            if conflict:
+                failures.append((model.name, conflict))
+                console.warn(conflict)
+            else:
+                pairs.append((path, arch))
+    return pairs
 
 
 def _dockerfiles_for(hub: Path, model: Model, match_ctx: Mapping[str, str]) -> list[Path]:

@@ -162,3 +162,31 @@ def default_base_docker(path: str | os.PathLike[str]) -> str:
     except OSError as exc:
         raise ConfigError(f"cannot read Dockerfile {os.fspath(path)}: {exc.strerror or exc}") from exc
     return ""
+
+
+#: Dockerfile variables that pin GPU architectures (madengine v2's list), read from ``ARG``/``ENV`` lines.
+GPU_ARCH_VARIABLES = ("MAD_SYSTEM_GPU_ARCHITECTURE", "PYTORCH_ROCM_ARCH", "GPU_TARGETS", "GFX_COMPILATION_ARCH",
+                      "GPU_ARCHS")
+
+
+def arch_conflict(path: str | os.PathLike[str], arch: str) -> str:
+    """Why the Dockerfile at ``path`` cannot be built for GPU architecture ``arch`` (a GPU-arch variable whose
+    default lists other architectures, e.g. ``ARG PYTORCH_ROCM_ARCH=gfx90a;gfx942`` for ``gfx950``), or ``""``.
+    ``MAD_SYSTEM_GPU_ARCHITECTURE`` is set by the build itself and never conflicts.
+
+    Raises:
+        ConfigError: the file cannot be read.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ConfigError(f"cannot read Dockerfile {os.fspath(path)}: {exc.strerror or exc}") from exc
+    for name in GPU_ARCH_VARIABLES[1:]:
+        found = re.findall(rf"^\s*(?:ARG|ENV)\s+{name}[= ]\s*[\"']?([^\s\"']+)", text, re.M | re.I)
+        if not found:
+            continue
+        allowed = {a.strip().lower() for a in re.split(r"[;,]", found[-1]) if a.strip()}
+        if allowed and arch.lower() not in allowed and not any(a.startswith("$") for a in allowed):
+            return (f"{os.fspath(path)}: {name}={found[-1]} does not include {arch}; drop {arch} from "
+                    "--target-archs or widen the Dockerfile's architectures")
+    return ""

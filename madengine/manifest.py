@@ -41,7 +41,8 @@ class BuiltImage(BaseModel):
     image_id: str = ""
     registry: str = ""
     registry_image: str = ""
-    image_archive: str = ""  # a `docker save` tar a node loads when its engine lacks the image (Slurm, no registry)
+    image_archive: str = ""
+    gpu_architecture: str = ""  # built for this GPU architecture only (--target-archs); "" = any  # a `docker save` tar a node loads when its engine lacks the image (Slurm, no registry)
     execution: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -53,6 +53,31 @@ def skipped_for_arch(model: Model, arch: str) -> bool:
     return bool(arch) and arch in names
 
 
+def _other_arch(manifest: Manifest, image: str, node_arch: str) -> bool:
+    """True when ``image`` was built for another GPU architecture than this node's and is not to be tried here: the
+    manifest has an image of the same model and Dockerfile for this node's (each node runs its own), or has none and
+    another architecture's image stands for the model (its row names the mismatch)."""
+    build = manifest.built_images[image]
+    if not build.gpu_architecture or build.gpu_architecture == node_arch:
+        return False
+    siblings = [key for key, b in manifest.built_images.items()
+                if b.model == build.model and b.dockerfile == build.dockerfile and b.gpu_architecture]
+    if any(manifest.built_images[key].gpu_architecture == node_arch for key in siblings):
+        return True
+    return siblings[0] != image  # none fits this node: one FAILURE row for the model, not one per architecture
+
+
+def _arch_mismatch(request: RunRequest) -> str:
+    """Why the request's image cannot run on this node's GPU architecture (built for another one, none for this
+    node's), or ``""``."""
+    built = request.build.gpu_architecture
+    node = request.gpus.architecture
+    if not built or built == node:
+        return ""
+    return (f"image {request.image} is built for {built}, this node's GPUs are {node or 'of unknown architecture'}; "
+            f"build for it with --target-archs {node or 'ARCH'}")
+
+
 def _stale_image(client: Any, request: RunRequest, ref: str) -> str:
     """Why ``ref`` on this engine is not the image the build recorded (``image_id`` in the manifest: a tag rebuilt
     or loaded since, e.g. on one node of a cluster), naming both ids; ``""`` when it is, or nothing was recorded."""
@@ -85,9 +110,9 @@ def _run_one(client: Any, request: RunRequest, model: Model, image: str, ref: st
         return [base_row(request).model_copy(update={
             "status": "FAILURE", "reason": f"image {image} is not on this engine and has no registry_image; "
                                            "run `inv build` first"})]
-    stale = _stale_image(client, request, ref)
-    if stale:
-        return [base_row(request).model_copy(update={"status": "FAILURE", "reason": stale})]
+    refused = _arch_mismatch(request) or _stale_image(client, request, ref)
+    if refused:
+        return [base_row(request).model_copy(update={"status": "FAILURE", "reason": refused})]
     if model.data and not options.skip_model_run:
         try:
             request.data = data.resolve(model.data, data_config, hub=run.hub, creds=creds,
@@ -149,6 +174,8 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], run: LocalRun,
     for image, build in manifest.built_images.items():
         model = manifest.model_for(image)
         assignment = gpu.assign(ctx, model.n_gpus, host)
+        if _other_arch(manifest, image, assignment.architecture):
+            continue  # a --target-archs image for another architecture; this node's own image runs instead
         ref = image
         if client is not None and build.image_archive and not docker_images.image_exists(client, image):
             console.progress(f"loading {image} from {build.image_archive} (not on this node's engine yet)")

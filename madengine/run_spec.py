@@ -67,6 +67,8 @@ class WorkflowOptions:
                                         "registry_image")
     manifest_output: str | None = option(None, "where to write the build manifest (default build_manifest.json)")
     clean_docker_cache: bool = option(False, "build with --no-cache")
+    target_archs: list[str] = option([], "build one image per GPU architecture (gfx942,gfx950; repeatable); a "
+                                         "run uses the one matching each node", repeatable=True)
     use_image: str | None = option(None, "no build: run the selected models in this existing image ('auto': the "
                                          "base image of their Dockerfile); the context key MAD_CONTAINER_IMAGE")
     summary_output: str | None = option(None, "also write a JSON run summary (statuses, reasons, durations, logs) "

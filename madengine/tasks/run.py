@@ -46,7 +46,7 @@ def workflow(c: Any, target: str | None, workflow_options: WorkflowOptions, opti
     nodes = (target_options or {}).get("nodes")
     if w.manifest_file:
         build_only = [f"--{name.replace('_', '-')}" for name in ("tags", "exclude_tags", "registry", "manifest_output",
-                                                                 "clean_docker_cache", "use_image")
+                                                                 "clean_docker_cache", "use_image", "target_archs")
                       if getattr(w, name)]
         if build_only:
             say(f"madengine: note: --manifest-file given; {', '.join(build_only)} only act on a build and are "
@@ -71,7 +71,7 @@ def workflow(c: Any, target: str | None, workflow_options: WorkflowOptions, opti
         if manifest_output == settings.DEFAULTS["manifest_output"]:  # not set: keep it with the run's results
             manifest_output = str(Path(opts["output"]).parent / "build_manifest.json")
         try:
-            manifest = api.build(opts["hub"], w.tags, exclude_tags=w.exclude_tags, ctx=ctx,
+            manifest = api.build(opts["hub"], w.tags, exclude_tags=w.exclude_tags, ctx=ctx, target_archs=w.target_archs,
                                  registry=opts["registry"], clean_cache=w.clean_docker_cache,
                                  manifest_output=manifest_output, log_dir=Path(opts["output"]).parent,
                                  live_output=options.live_output)

@@ -162,3 +162,37 @@ def test_use_image_records_an_existing_image(hub: Path, no_leftovers) -> None:
                     "madengine-base:bookworm", cwd=hub)
     assert ran.rc == 0, ran.err
     assert read_perf(hub / "perf.csv")[-1]["docker_image"] == "madengine-base:bookworm"
+
+
+def test_multi_arch_builds_and_runs_the_image_of_the_node(hub: Path, no_leftovers) -> None:
+    """`--target-archs gfx942,gfx950`: one image per architecture (suffixed, MAD_SYSTEM_GPU_ARCHITECTURE passed,
+    recorded); a run picks the node's; a node of another architecture gets one FAILURE row naming both; an
+    architecture the Dockerfile's GPU-arch variables exclude is a build failure naming the variable."""
+    dockerfile = hub / "docker" / "dummy.ubuntu.Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + "\nARG MAD_SYSTEM_GPU_ARCHITECTURE\n"
+                          'RUN echo "built for ${MAD_SYSTEM_GPU_ARCHITECTURE}" > /built_for\n')
+    res = madengine("build", "--tags", "dummy", "--additional-context", CPU, "--target-archs", "gfx942,gfx950",
+                    cwd=hub)
+    assert res.rc == 0, res.err
+    built = json.loads((hub / "build_manifest.json").read_text())["built_images"]
+    assert {k: b["gpu_architecture"] for k, b in built.items()} == {
+        "ci-dummy_dummy.ubuntu_gfx942": "gfx942", "ci-dummy_dummy.ubuntu_gfx950": "gfx950"}
+    write_script(hub, "scripts/dummy/run.sh", 'cat /built_for; echo "performance: 1 x"')
+
+    def run(arch: str):
+        ctx = json.dumps({"gpu_vendor": "NONE", "docker_env_vars": {"MAD_SYSTEM_GPU_ARCHITECTURE": arch}})
+        return madengine("run.local", "--manifest-file", "build_manifest.json", "--additional-context", ctx, cwd=hub)
+
+    assert run("gfx950").rc == 0
+    row = read_perf(hub / "perf.csv")[-1]
+    assert (row["docker_image"], row["status"]) == ("ci-dummy_dummy.ubuntu_gfx950", "SUCCESS")
+    assert "built for gfx950" in (hub / "dummy_dummy.ubuntu_gfx950.run.live.log").read_text()
+    before = len(read_perf(hub / "perf.csv"))
+    other = run("gfx90a")
+    assert other.rc == 3 and "is built for gfx942, this node's GPUs are gfx90a" in other.err, other.err
+    assert len(read_perf(hub / "perf.csv")) == before + 1
+    dockerfile.write_text(dockerfile.read_text() + "ARG PYTORCH_ROCM_ARCH=gfx90a;gfx942\n")
+    res = madengine("build", "--tags", "dummy", "--additional-context", CPU, "--target-archs", "gfx942",
+                    "--target-archs", "gfx950", "--manifest-output", "narrow.json", cwd=hub)
+    assert res.rc == 2 and "PYTORCH_ROCM_ARCH=gfx90a;gfx942 does not include gfx950" in res.err, res.err
+    assert list(json.loads((hub / "narrow.json").read_text())["built_images"]) == ["ci-dummy_dummy.ubuntu_gfx942"]
