@@ -33,9 +33,15 @@ def job_pods(api: client.Api, namespace: str, job_name: str) -> list[PodState]:
 
 def read_log(api: client.Api, namespace: str, pod: str) -> str:
     """The ``model`` container's whole log, or ``""`` when it never started (HTTP 400) or the pod is gone."""
-    text = client.call(f"read log of pod {namespace}/{pod}", api.core.read_namespaced_pod_log, pod, namespace,
-                       container="model", ok_statuses=(400, 404))
-    return text or ""
+    # the raw response: some client releases turn the log into the repr of its bytes when they "deserialize" it
+    resp = client.call(f"read log of pod {namespace}/{pod}", api.core.read_namespaced_pod_log, pod, namespace,
+                       container="model", ok_statuses=(400, 404), _preload_content=False)
+    if resp is None:
+        return ""
+    try:
+        return bytes(resp.data).decode("utf-8", errors="replace")
+    finally:
+        resp.release_conn()
 
 
 def save_logs(api: client.Api, namespace: str, job_name: str, log_dir: Path, log_base: str,
