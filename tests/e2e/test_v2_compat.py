@@ -196,3 +196,13 @@ def test_multi_arch_builds_and_runs_the_image_of_the_node(hub: Path, no_leftover
                     "--target-archs", "gfx950", "--manifest-output", "narrow.json", cwd=hub)
     assert res.rc == 2 and "PYTORCH_ROCM_ARCH=gfx90a;gfx942 does not include gfx950" in res.err, res.err
     assert list(json.loads((hub / "narrow.json").read_text())["built_images"]) == ["ci-dummy_dummy.ubuntu_gfx942"]
+
+
+def test_multiple_results_keep_every_column(hub: Path, no_leftovers) -> None:
+    """A multiple_results CSV's extra columns (here `temperature`) are not lost: perf.csv keeps v2's 29 columns,
+    and the whole CSV is kept in the run's directory (and, written at the top of the workspace, next to perf.csv)."""
+    res = madengine("run.local", "--tags", "dummy_multi", "--additional-context", CPU, cwd=hub)
+    assert res.rc == 0, res.err
+    kept = list(hub.glob("madengine-runs/*/dummy_multi_dummy.ubuntu/perf_dummy_multi.csv"))
+    assert len(kept) == 1 and kept[0].read_text().splitlines()[0] == "model,temperature,performance,metric"
+    assert [r["model"] for r in read_perf(hub / "perf.csv")] == ["dummy_multi_1", "dummy_multi_2", "dummy_multi_3"]
