@@ -426,3 +426,21 @@ def test_images_travel_as_archives_without_a_registry(hub: Path, slurm_cluster, 
     node = madengine("run.local", "--manifest-file", str(job_manifest), "--output", "node.csv", cwd=hub)
     assert node.rc == 0 and f"loading {image} from {archive}" in node.err, node.err
     assert read_perf(hub / "node.csv")[-1]["status"] == "SUCCESS"
+
+
+def test_multi_arch_images_make_one_job_each_node_runs_its_own(hub: Path, slurm_cluster, no_leftovers) -> None:
+    """The per-architecture images of one model (--target-archs) are one Slurm job; every node runs the image of
+    its own architecture (here the context names it for the CPU-only nodes)."""
+    name = f"archs_{uuid.uuid4().hex[:6]}"
+    models = json.loads((hub / "models.json").read_text())
+    models.append({**models[0], "name": name, "tags": ["archs"]})
+    (hub / "models.json").write_text(json.dumps(models))
+    assert madengine("build", "--tags", name, "--additional-context", CPU, "--target-archs", "gfx942,gfx950",
+                     cwd=hub).rc == 0
+    ctx = json.dumps({**json.loads(CTX), "docker_env_vars": {"MAD_SYSTEM_GPU_ARCHITECTURE": "gfx950"}})
+    res = madengine("run.slurm", "--manifest-file", "build_manifest.json", "--nodes", "2", "--additional-context",
+                    ctx, cwd=hub)
+    assert res.rc == 0, res.err
+    assert res.err.count("submitted ") == 1
+    rows = read_perf(hub / "perf.csv")
+    assert [(r["docker_image"], r["status"]) for r in rows] == [(f"ci-{name}_dummy.ubuntu_gfx950", "SUCCESS")] * 2

@@ -122,6 +122,16 @@ def _resolve_config(ctx: dict[str, Any], options: dict[str, Any],
     return cfg, explicit_gpus
 
 
+def _job_groups(manifest: Manifest) -> list[list[tuple[str, BuiltImage]]]:
+    """The images of a manifest as Slurm jobs: one job per image, except that the per-architecture images of one
+    model and Dockerfile (``--target-archs``) make one job whose nodes each run the image of their architecture."""
+    groups: dict[tuple[str, str], list[tuple[str, BuiltImage]]] = {}
+    for image, build in manifest.built_images.items():
+        key = (build.model, build.dockerfile) if build.gpu_architecture else (image, "")
+        groups.setdefault(key, []).append((image, build))
+    return list(groups.values())
+
+
 def gpus_for_model(cfg: config_mod.SlurmConfig, model: Model, ctx: dict[str, Any],
                    node_gpus: Callable[[], int | None]) -> config_mod.SlurmConfig:
     """The job's config for one model when GPUs per node were not given: the model's ``n_gpus`` per node; ``-1``
@@ -233,15 +243,25 @@ class SlurmTarget:
 
         planned: list[SlurmJob] = []
         models = []
-        for image, build in request.manifest.built_images.items():
+        slugs: set[str] = set()
+        for members in _job_groups(request.manifest):
+            image, build = members[0]
             model = request.manifest.model_for(image)
             models.append(model)
             slug = _slug(model.name)
+            if slug in slugs:  # a second Dockerfile of the same model: its own job directory
+                slug = _slug(build.log_base or image)
+            slugs.add(slug)
             local_dir, cluster_dir = local_root / slug, f"{cluster_root}/{slug}"
-            if cfg.image_transfer == "save" and not build.registry_image:  # the nodes load it from the run dir
-                self._archives[image] = local_root / "images" / f"{image}.tar"
-                build = build.model_copy(update={"image_archive": f"{cluster_root}/images/{image}.tar"})
-            one = Manifest(built_images={image: build}, built_models={image: model}, context=node_ctx,
+            node_builds = {}
+            for member, member_build in members:
+                if cfg.image_transfer == "save" and not member_build.registry_image:  # nodes load it from the run dir
+                    self._archives[member] = local_root / "images" / f"{member}.tar"
+                    member_build = member_build.model_copy(
+                        update={"image_archive": f"{cluster_root}/images/{member}.tar"})
+                node_builds[member] = member_build
+            build = node_builds[image]
+            one = Manifest(built_images=node_builds, built_models={m: model for m in node_builds}, context=node_ctx,
                            credentials_required=request.manifest.credentials_required,
                            registry=request.manifest.registry, deployment_config={"deploy": "local"},
                            hub=cluster_hub)
