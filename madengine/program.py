@@ -8,6 +8,7 @@ a Program with a bundled namespace does not load a project ``invoke.yaml`` by it
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import sys
 from collections.abc import Iterator
@@ -67,9 +68,9 @@ def _v2_short_flags(argv: list[str], namespace: Any) -> list[str]:
     flags: set[str] = set()
     for token in argv[1:]:
         if token in getattr(namespace, "task_names", {}) or any(token in a for a in namespace.task_names.values()):
-            task = namespace[token]
-            flags = {f"--{n}" for arg in task.get_arguments() for n in arg.names if len(n) > 1}
-            flags = {f.replace("_", "-") for f in flags}
+            # the body's signature, not task.get_arguments(): Invoke's get_arguments consumes the task's help texts
+            params = list(inspect.signature(namespace[token].body).parameters)[1:]
+            flags = {f"--{name.replace('_', '-')}" for name in params}
         elif token in V2_SHORT_FLAGS and flags:
             token = next((long for long in V2_SHORT_FLAGS[token] if long in flags), token)
         out.append(token)

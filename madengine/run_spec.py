@@ -29,7 +29,7 @@ TARGETS = ("local", "slurm", "k8s")
 
 
 def option(default: Any, help: str, *, targets: Iterable[str] | None = None, hint: str = "", node: bool = True,
-           flag: str = "", repeatable: bool = False) -> Any:
+           flag: str = "", repeatable: bool = False, build: str = "") -> Any:
     """Declare one option (a dataclass field).
 
     Args:
@@ -41,9 +41,11 @@ def option(default: Any, help: str, *, targets: Iterable[str] | None = None, hin
         node: passed on to ``run.local`` on every node of a multi-node target (Slurm).
         flag: the flag's name when it is not ``--<name with dashes>``.
         repeatable: given once per value (a list).
+        build: ``"only"`` when it acts on the build alone (a run from ``--manifest-file`` ignores it, saying so),
+            ``"also"`` when the ``build`` task takes it too; ``""`` for a run option.
     """
     meta = {"help": help, "targets": None if targets is None else frozenset(targets), "hint": hint, "node": node,
-            "flag": flag, "repeatable": repeatable}
+            "flag": flag, "repeatable": repeatable, "build": build}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -55,22 +57,24 @@ class WorkflowOptions:
     previous build), the hub, the context, where results go."""
 
     tags: list[str] = option([], "model name or tag to select (repeatable; 'all' selects every model; "
-                             "name:key=value adds --key value)", repeatable=True)
-    exclude_tags: list[str] = option([], "model name or tag to leave out (repeatable)", repeatable=True)
+                             "name:key=value adds --key value)", repeatable=True, build="only")
+    exclude_tags: list[str] = option([], "model name or tag to leave out (repeatable)", repeatable=True, build="only")
     manifest_file: str | None = option(None, "run the images of this build manifest (skips the build)")
-    hub: str | None = option(None, "model hub root (MAD layout); default: the current directory")
+    hub: str | None = option(None, "model hub root (MAD layout); default: the current directory", build="also")
     additional_context: str | None = option(None, "context as a JSON object, e.g. '{\"gpu_vendor\": \"NONE\"}' "
-                                                  "(wins over the file)")
-    additional_context_file: str | None = option(None, "context JSON file")
+                                                  "(wins over the file)", build="also")
+    additional_context_file: str | None = option(None, "context JSON file", build="also")
     output: str | None = option(None, "perf.csv to append rows to (default perf.csv); logs go next to it")
     registry: str | None = option(None, "push built images to this registry (host:port), recorded as "
-                                        "registry_image")
-    manifest_output: str | None = option(None, "where to write the build manifest (default build_manifest.json)")
-    clean_docker_cache: bool = option(False, "build with --no-cache")
+                                        "registry_image", build="only")
+    manifest_output: str | None = option(None, "where to write the build manifest (default build_manifest.json)",
+                                         build="only")
+    clean_docker_cache: bool = option(False, "build with --no-cache", build="only")
     target_archs: list[str] = option([], "build one image per GPU architecture (gfx942,gfx950; repeatable); a "
-                                         "run uses the one matching each node", repeatable=True)
+                                         "run uses the one matching each node", repeatable=True, build="only")
     use_image: str | None = option(None, "no build: run the selected models in this existing image ('auto': the "
-                                         "base image of their Dockerfile); the context key MAD_CONTAINER_IMAGE")
+                                         "base image of their Dockerfile); the context key MAD_CONTAINER_IMAGE",
+                                   build="only")
     summary_output: str | None = option(None, "also write a JSON run summary (statuses, reasons, durations, logs) "
                                               "to this file")
 
@@ -134,6 +138,14 @@ def _task_default(field: dataclasses.Field[Any]) -> Any:
     if field.name == "sys_env_details":
         return True  # so that Invoke offers --no-sys-env-details
     return field.default
+
+
+def build_fields(*, only: bool = False) -> list[dataclasses.Field[Any]]:
+    """The options the ``build`` task takes (those declared with ``build``, and ``live_output``), or with
+    ``only`` the ones that act on a build alone."""
+    wanted = ("only",) if only else ("only", "also")
+    found = [f for f in _fields(WorkflowOptions) if f.metadata.get("build") in wanted]
+    return found if only else found + [f for f in _fields(RunOptions) if f.name == "live_output"]
 
 
 def task_parameters(*classes: type) -> list[inspect.Parameter]:

@@ -1,26 +1,37 @@
-"""``inv build``: build the selected models' images and write the build manifest."""
+"""``inv build``: build the selected models' images and write the build manifest. Its options are the run spec's
+build options (:func:`madengine.run_spec.build_fields`), so ``build`` and a run with ``--tags`` take the same ones."""
 
 from __future__ import annotations
 
-from madengine.tasks._common import mad_task, say
+import inspect
+from typing import Any
+
+from madengine.run_spec import _task_default, build_fields
+from madengine.tasks._common import HELP, mad_task, say
 
 
-@mad_task(iterable=["tags", "exclude_tags", "target_archs"])
-def build(c, tags=None, exclude_tags=None, hub=None, registry=None, additional_context=None,
-          additional_context_file=None, manifest_output=None, clean_docker_cache=False, live_output=False,
-          use_image=None, target_archs=None):
-    """Build Docker images for the selected models and write build_manifest.json (--use-image: record an existing
-    image instead of building)."""
+def _build(c: Any, **values: Any) -> None:
     from madengine import api, settings
 
-    opts = settings.resolve(c.config.get("madengine"), hub=hub, registry=registry,
-                            additional_context_file=additional_context_file, manifest_output=manifest_output,
-                            live_output=live_output or None)
-    ctx = api.load_context(additional_context, opts["additional_context_file"])
-    if use_image:
-        ctx["MAD_CONTAINER_IMAGE"] = use_image
-    manifest = api.build(opts["hub"], tags or [], exclude_tags=exclude_tags or [], ctx=ctx,
-                         registry=opts["registry"], clean_cache=clean_docker_cache,
+    opts = settings.resolve(c.config.get("madengine"), hub=values["hub"], registry=values["registry"],
+                            additional_context_file=values["additional_context_file"],
+                            manifest_output=values["manifest_output"], live_output=values["live_output"] or None)
+    ctx = api.load_context(values["additional_context"], opts["additional_context_file"])
+    if values["use_image"]:
+        ctx["MAD_CONTAINER_IMAGE"] = values["use_image"]
+    manifest = api.build(opts["hub"], values["tags"] or [], exclude_tags=values["exclude_tags"] or [], ctx=ctx,
+                         registry=opts["registry"], clean_cache=values["clean_docker_cache"],
                          manifest_output=opts["manifest_output"], live_output=opts["live_output"],
-                         target_archs=target_archs or [])
+                         target_archs=values["target_archs"] or [])
     say(f"built {len(manifest.built_images)} image(s); manifest: {opts['manifest_output']}")
+
+
+_build.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    + [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=_task_default(f))
+       for f in build_fields()])
+_build.__doc__ = ("Build Docker images for the selected models and write build_manifest.json (--use-image: record "
+                  "an existing image instead of building).")
+_build.__name__ = _build.__qualname__ = "build"
+build = mad_task(name="build", iterable=[f.name for f in build_fields() if f.metadata.get("repeatable")],
+                 help=HELP)(_build)

@@ -45,9 +45,7 @@ def workflow(c: Any, target: str | None, workflow_options: WorkflowOptions, opti
         check_target(w.summary_output, flag="--summary-output", inputs=[opts["output"]])
     nodes = (target_options or {}).get("nodes")
     if w.manifest_file:
-        build_only = [f"--{name.replace('_', '-')}" for name in ("tags", "exclude_tags", "registry", "manifest_output",
-                                                                 "clean_docker_cache", "use_image", "target_archs")
-                      if getattr(w, name)]
+        build_only = [run_spec.flag_of(f) for f in run_spec.build_fields(only=True) if getattr(w, f.name)]
         if build_only:
             say(f"madengine: note: --manifest-file given; {', '.join(build_only)} only act on a build and are "
                 "ignored (the manifest decides what runs)")

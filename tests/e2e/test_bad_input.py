@@ -152,3 +152,12 @@ def test_typos_inside_target_sections_are_refused_before_building(hub: Path, tas
     res = madengine(task, "--tags", "dummy", "--additional-context", ctx, cwd=hub)
     assert res.rc == 4 and needle in res.err, res.err
     assert "building" not in res.err and not (hub / "build_manifest.json").exists()
+
+
+@pytest.mark.parametrize("task", ["build", "run.local", "discover", "clean"])
+def test_task_help_shows_every_options_text(tmp_path: Path, task: str) -> None:
+    """`madengine --help TASK` prints a help text for every option (none lost to the argv rewriting)."""
+    res = madengine("--help", task, cwd=tmp_path)
+    assert res.rc == 0, res.err
+    options = [line for line in res.out.split("Options:", 1)[1].splitlines() if line.startswith("  --")]
+    assert options and all(len(line.split(None, 1)) == 2 for line in options), res.out
