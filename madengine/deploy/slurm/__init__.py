@@ -44,11 +44,6 @@ from madengine.results.perf_csv import PerfRow
 if TYPE_CHECKING:  # pragma: no cover
     from madengine.inventory import Cluster
 
-#: The target's own flags (``inv run.slurm``) that are slurm-section keys; the rest are handled here.
-SECTION_FLAGS = ("nodes", "partition", "gpus_per_node", "time", "account", "qos", "exclusive", "reservation",
-                 "nodelist", "exclude", "constraint", "image_transfer")
-
-
 def _executor_for(cluster_spec: str | None) -> tuple[Executor, Cluster | None, Path | None]:
     if not cluster_spec:
         return LocalExecutor(), None, None
@@ -109,7 +104,7 @@ def _launcher_allocation(ctx: dict[str, Any], flags: dict[str, Any]) -> dict[str
 def _resolve_config(ctx: dict[str, Any], options: dict[str, Any],
                     cluster: Cluster | None) -> tuple[config_mod.SlurmConfig, bool]:
     """The effective slurm config, and whether GPUs per node were given (flag, context, inventory or launcher)."""
-    flags = {k: options.get(k) for k in SECTION_FLAGS}
+    flags = {k: v for k, v in options.items() if k in config_mod.SlurmConfig.model_fields}  # run.slurm's section flags
     defaults = cluster.slurm_defaults() if cluster else {}
     defaults.update(_launcher_allocation(ctx, flags))
     cfg = config_mod.resolve(ctx, flags, defaults)
@@ -165,7 +160,7 @@ class SlurmTarget:
     ``run.local`` on the job's one-model manifest. Constructed for a run (``SlurmTarget(request)``) or for a recorded
     job (:meth:`attach`).
 
-    ``request.target_options``: the section flags (:data:`SECTION_FLAGS`, ``None`` = not given), ``cluster``
+    ``request.target_options``: the flags named like a ``slurm`` section key (``None`` = not given), ``cluster``
     (``SITE/NAME`` of an inventory: submit over SSH), ``dry_run`` (render only), ``no_wait`` (submit and record).
     """
 
