@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,6 +46,13 @@ def madengine(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout:
     proc = subprocess.run([sys.executable, "-m", "madengine", *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
     return Cli(proc.returncode, proc.stdout, proc.stderr)
+
+
+def own_containers(client: Any, hub: Path, model: str) -> list[Any]:
+    """The running containers of ``model`` whose run writes into ``hub`` (this test's): another user of the same
+    engine may run the same model meanwhile."""
+    return client.containers.list(filters={"label": [f"org.madengine.model={model}",
+                                                     f"org.madengine.output-dir={hub.resolve()}"]})
 
 
 def write_script(hub: Path, rel: str, body: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CPU, madengine, read_perf, write_script
+from tests.conftest import CPU, madengine, own_containers, read_perf, write_script
 
 
 def test_cut_short_perf_csv_is_refused_before_running(hub: Path, docker_client, no_leftovers) -> None:
@@ -49,7 +49,7 @@ def test_result_survives_a_perf_csv_broken_during_the_run(hub: Path, docker_clie
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while not docker_client.containers.list(filters={"label": "org.madengine.model=dummy_timeout"}):
+        while not own_containers(docker_client, hub, "dummy_timeout"):
             assert time.monotonic() < deadline and proc.poll() is None, "the model's container never started"
             time.sleep(0.2)
         perf.write_text("when,what\n2026-01-01,someone else's file\n")
@@ -250,7 +250,7 @@ def test_engine_lost_mid_run_names_the_engine_and_the_container(hub: Path, docke
                             text=True)
     try:
         deadline = time.monotonic() + 60
-        while not docker_client.containers.list(filters={"label": "org.madengine.model=dummy_timeout"}):
+        while not own_containers(docker_client, hub, "dummy_timeout"):
             assert time.monotonic() < deadline and proc.poll() is None, "the model's container never started"
             time.sleep(0.2)
         proxy.cut()
