@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from madengine import console, dockerfiles
+from madengine import console, dockerfiles, stop
 from madengine import manifest as manifest_mod
 from madengine.context import DEPLOYMENT_KEYS, deployment_config
 from madengine.errors import BuildError, ConfigError
@@ -116,6 +116,7 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
             console.warn(failures[-1][1])
             continue
         for path, arch in _variants(hub, model, paths, target_archs, failures):
+            stop.check()  # a Ctrl-C swallowed by a __del__ during the previous build still stops here
             suffix = f"_{arch}" if arch else ""
             image = dockerfiles.image_name(model.name, path) + suffix
             log_base = dockerfiles.log_basename(model.name, path) + suffix

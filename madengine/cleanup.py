@@ -5,6 +5,7 @@ next to perf.csv with their owner, not ``--no-wait``, never collected). Every ru
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,7 +104,7 @@ def cancel_jobs(output: str | Path, *, dry_run: bool = False) -> tuple[list[JobR
 
 
 def clean(*, dry_run: bool = False, include_kept: bool = False) -> tuple[list[Leftover], list[Leftover]]:
-    """Remove the leftover containers (``dry_run``: only list them).
+    """Remove the leftover containers and their workspaces (``dry_run``: only list them).
 
     Returns:
         (removed or, with ``dry_run``, found; those the engine refused to remove).
@@ -118,6 +119,9 @@ def clean(*, dry_run: bool = False, include_kept: bool = False) -> tuple[list[Le
     for container, item in find(client, include_kept=include_kept):
         if dry_run or docker_engine.remove_container(container):
             done.append(item)
+            workspace = Path(item.output_dir) / ".madengine" / "work" / item.name if item.output_dir else None
+            if not dry_run and workspace is not None and workspace.is_dir():
+                shutil.rmtree(workspace, ignore_errors=True)  # the killed run's workspace goes with it
         else:
             failed.append(item)
     return done, failed

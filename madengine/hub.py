@@ -103,7 +103,7 @@ class Model(BaseModel):
     training_precision: str = ""
     tags: list[str] = Field(default_factory=list)
     args: str = ""
-    timeout: int = 7200
+    timeout: int = Field(default=7200, le=366 * 24 * 3600)  # seconds; at most a year (<= 0: no limit)
     data: str = ""
     multiple_results: str = ""
     skip_gpu_arch: str = ""

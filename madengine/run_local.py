@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from madengine import console, gpu
+from madengine import console, gpu, stop
 from madengine.errors import EngineError
 from madengine.hub import Model
 from madengine.manifest import Manifest
@@ -172,6 +172,7 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], run: LocalRun,
     all_rows: list[PerfRow] = []
     build_number = os.environ.get("BUILD_NUMBER", "")
     for image, build in manifest.built_images.items():
+        stop.check()  # a stop signal swallowed earlier (inside a __del__) still stops before the next model
         model = manifest.model_for(image)
         assignment = gpu.assign(ctx, model.n_gpus, host)
         if _other_arch(manifest, image, assignment.architecture):

@@ -44,6 +44,11 @@ def check_target(path: str | Path, *, flag: str, inputs: Iterable[str | Path] = 
     return target
 
 
+def hub_inputs(hub: str | Path) -> list[Path]:
+    """The hub files every command reads (models.json, data.json, credential.json): never an output."""
+    return [Path(hub) / name for name in ("models.json", "data.json", "credential.json")]
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)

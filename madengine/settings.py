@@ -100,6 +100,10 @@ def resolve(config: Mapping[str, Any] | None, **flags: Any) -> dict[str, Any]:
     return merged
 
 
+#: The longest limit a timeout may name (seconds): a year. Longer means "no limit" (0); clocks overflow far beyond.
+MAX_TIMEOUT = 366 * 24 * 3600
+
+
 def parse_timeout(value: Any) -> int | None:
     """``--timeout`` as seconds: ``None``/negative → ``None`` (use the model's), ``0`` → no limit.
 
@@ -112,4 +116,6 @@ def parse_timeout(value: Any) -> int | None:
         seconds = int(value)
     except (TypeError, ValueError):
         raise ConfigError(f"--timeout: {value!r} is not a whole number of seconds (0 = no limit)") from None
+    if seconds > MAX_TIMEOUT:
+        raise ConfigError(f"--timeout: {seconds} s is more than a year ({MAX_TIMEOUT} s); give 0 for no limit")
     return None if seconds < 0 else seconds

@@ -201,10 +201,15 @@ def check_appendable(path: str | Path) -> None:
 
 def _check_last_row(fd: int, path: Path, size: int) -> None:
     """Raise PerfCsvError when the last row has fewer fields than the header (a row cut short)."""
+    quotes = sum(os.pread(fd, 1 << 24, offset).count(b'"') for offset in range(0, size, 1 << 24))
+    if quotes % 2:  # the file ends inside a quoted field: whatever is appended would be swallowed by it
+        raise PerfCsvError(f"{path}: the last row is cut short inside a quoted field (an interrupted writer?); "
+                           f"nothing was run. Remove that row (`sed -i '$d' {path}`) or write to another file with "
+                           "--output")
     raw = os.pread(fd, min(size, 1 << 20), max(0, size - (1 << 20)))
     tail = raw.rstrip(b"\r\n")
     last = tail.rsplit(b"\n", 1)[-1]
-    if not last.strip() or last.count(b'"') % 2:  # blank, or a quoted field spans lines: read_rows checks those
+    if not last.strip() or last.count(b'"') % 2:  # blank, or a quoted field spans lines (balanced: read_rows checks)
         return
     try:
         cells = next(csv.reader([last.decode("utf-8", errors="replace")]))

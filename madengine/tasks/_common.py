@@ -13,6 +13,7 @@ from typing import Any
 
 from invoke import Exit, task
 
+from madengine import stop
 from madengine.errors import EXIT_FAILURE, EXIT_INTERRUPTED, MadEngineError
 from madengine.run_spec import RunOptions, WorkflowOptions, help_texts
 
@@ -29,6 +30,7 @@ def _debug_enabled() -> bool:
 
 
 def _sigterm(signum: int, frame: Any) -> None:
+    stop.request(signum)
     if signum == signal.SIGHUP:  # the terminal is gone (closed window, dropped ssh): writes to it would fail
         devnull = os.open(os.devnull, os.O_WRONLY)
         for fd in (1, 2):
@@ -39,7 +41,7 @@ def _sigterm(signum: int, frame: Any) -> None:
 
 
 #: Signals that stop a task like Ctrl-C does (containers, jobs and pods it started are stopped, exit code 130).
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def mad_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:

@@ -16,6 +16,10 @@ def _build(c: Any, **values: Any) -> None:
     opts = settings.resolve(c.config.get("madengine"), hub=values["hub"], registry=values["registry"],
                             additional_context_file=values["additional_context_file"],
                             manifest_output=values["manifest_output"], live_output=values["live_output"] or None)
+    from madengine.safe_write import check_target, hub_inputs
+
+    check_target(opts["manifest_output"], flag="--manifest-output",
+                 inputs=[p for p in (opts["additional_context_file"],) if p] + hub_inputs(opts["hub"]))
     ctx = api.load_context(values["additional_context"], opts["additional_context_file"])
     if values["use_image"]:
         ctx["MAD_CONTAINER_IMAGE"] = values["use_image"]

@@ -16,11 +16,16 @@ def clean(c, dry_run=False, keep_alive=False, output=None):
     from madengine.errors import EngineError, MadEngineError
     from madengine.tasks.jobs import output_of
 
-    jobs, refused = cleanup.cancel_jobs(output_of(c, output), dry_run=dry_run)
+    problems: list[str] = []
+    try:
+        jobs, refused = cleanup.cancel_jobs(output_of(c, output), dry_run=dry_run)
+    except MadEngineError as e:  # a broken job record must not keep the containers from being cleaned
+        jobs, refused = [], []
+        problems.append(f"jobs not checked: {e.message}")
     for record in jobs:
         say(f"{'would cancel' if dry_run else 'cancelled'} {record.target} job {record.job_id} "
             f"(model {record.model}, submitted {record.submitted})")
-    problems = [f"job {record.job_id}: {message}" for record, message in refused]
+    problems += [f"job {record.job_id}: {message}" for record, message in refused]
     try:
         done, failed = cleanup.clean(dry_run=dry_run, include_kept=keep_alive)
     except EngineError as e:

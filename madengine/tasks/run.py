@@ -39,10 +39,22 @@ def workflow(c: Any, target: str | None, workflow_options: WorkflowOptions, opti
                           "limit) or a number of seconds")
     options = dataclasses.replace(options, timeout=settings.parse_timeout(opts["timeout"]),
                                   live_output=bool(opts["live_output"]))
-    if w.summary_output:  # before anything runs: never over perf.csv (this run's or any)
-        from madengine.safe_write import check_target
+    from madengine.safe_write import check_target, hub_inputs
 
-        check_target(w.summary_output, flag="--summary-output", inputs=[opts["output"]])
+    manifest_output = opts["manifest_output"]
+    if manifest_output == settings.DEFAULTS["manifest_output"]:  # not set: keep it with the run's results
+        manifest_output = str(Path(opts["output"]).parent / "build_manifest.json")
+    inputs = [p for p in (opts["output"], w.manifest_file, opts["additional_context_file"],
+                          *options.tools_config) if p] + hub_inputs(opts["hub"])
+    if w.summary_output:  # before anything runs: never over perf.csv or another input of this command
+        check_target(w.summary_output, flag="--summary-output",
+                     inputs=inputs + ([] if w.manifest_file else [manifest_output]))
+    if not w.manifest_file:  # the manifest this run will write must not replace one of its inputs either
+        check_target(manifest_output, flag="--manifest-output", inputs=inputs)
+    if not options.skip_model_run and not (target_options or {}).get("dry_run"):
+        from madengine.results.perf_csv import check_appendable
+
+        check_appendable(opts["output"])  # a foreign or cut-short perf.csv: refused before anything is built
     nodes = (target_options or {}).get("nodes")
     if w.manifest_file:
         build_only = [run_spec.flag_of(f) for f in run_spec.build_fields(only=True) if getattr(w, f.name)]
@@ -65,9 +77,6 @@ def workflow(c: Any, target: str | None, workflow_options: WorkflowOptions, opti
         chosen = target or api.deploy_target(ctx)  # validate before building
         run_spec.check_supported(options, chosen, _honours(chosen))
         api.preflight(opts["hub"], w.tags, w.exclude_tags, ctx, local=chosen == "local")
-        manifest_output = opts["manifest_output"]
-        if manifest_output == settings.DEFAULTS["manifest_output"]:  # not set: keep it with the run's results
-            manifest_output = str(Path(opts["output"]).parent / "build_manifest.json")
         try:
             manifest = api.build(opts["hub"], w.tags, exclude_tags=w.exclude_tags, ctx=ctx, target_archs=w.target_archs,
                                  registry=opts["registry"], clean_cache=w.clean_docker_cache,

@@ -83,6 +83,9 @@ def secret_values(creds: Any) -> set[str]:
             text = str(value)
             if len(text) >= MIN_SECRET_LEN:
                 found.add(text)
+            # a multi-line secret (a PEM key) is printed line by line: each of its lines is masked on its own
+            found.update(line.strip() for line in text.splitlines()
+                         if "\n" in text and len(line.strip()) >= MIN_SECRET_LEN)
 
     walk(creds, "")
     return found

@@ -211,7 +211,7 @@ def plan_run(req: RunRequest) -> Plan:
     row = base_row(req)
     model_args = req.ctx.get("model_args")
     args = str(model_args) if model_args is not None else req.model.args
-    row.args = args
+    row.args = req.masker.text(args)  # a credential passed in args never reaches perf.csv
     scripts_dir, command = script_command(req.model, args)
     encapsulate = req.ctx.get("encapsulate_script") or ""
     log_base = req.build.log_base or Path(req.build.log_file or "model").name.replace(".build.live.log", "")

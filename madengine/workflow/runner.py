@@ -57,6 +57,9 @@ def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list
     prepare_workspace(req, workspace, plan.scripts_dir, model_dir)
     mounts = {str(workspace): (WORKSPACE, "rw")}
     for container_path, host_path in (req.ctx.get("docker_mounts") or {}).items():
+        if not Path(host_path).exists():  # Docker would create it, as root, and the model would see an empty dir
+            raise ConfigError(f"context key 'docker_mounts': {host_path} (for {container_path}) does not exist on "
+                              "this host; create it or fix the path")
         mounts[str(Path(host_path).resolve())] = (container_path, "rw")
     if req.data:
         mounts.update(req.data.mounts)

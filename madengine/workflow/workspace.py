@@ -3,15 +3,18 @@ and every script a step names; and the artifacts collected from it afterwards (`
 
 from __future__ import annotations
 
+import os
 import shutil
 from importlib import resources
 from pathlib import Path
 
 from madengine.errors import ConfigError
-from madengine.workflow.plan import RunRequest, _script_ref
+from madengine.workflow.plan import RunRequest, _script_ref, env_csv_name
 
 #: Per-run directory next to perf.csv: ``<RUNS_DIR>/<run id>/`` holds each model's run log and artifacts.
 RUNS_DIR = "madengine-runs"
+#: madengine's own directories next to perf.csv (work, job state; per-run results): never copied into a workspace.
+OWN_DIRS = (".madengine", RUNS_DIR)
 
 
 def sources(req: RunRequest, scripts_dir: Path, model_dir: str, *, model_scripts: bool = True) -> list[tuple[Path, str]]:
@@ -55,7 +58,7 @@ def files(found: list[tuple[Path, str]]) -> dict[str, tuple[bytes, int]]:
         paths = [(source, relative)] if source.is_file() else [
             (p, f"{relative}/{p.relative_to(source).as_posix()}") for p in sorted(source.rglob("*")) if p.is_file()]
         for path, rel in paths:
-            if "__pycache__" in Path(rel).parts or path.suffix == ".pyc":
+            if {"__pycache__", *OWN_DIRS} & set(Path(rel).parts) or path.suffix == ".pyc":
                 continue
             result[rel] = (path.read_bytes(), 0o755 if path.stat().st_mode & 0o111 else 0o644)
     return result
@@ -73,8 +76,8 @@ def prepare_workspace(req: RunRequest, workspace: Path, scripts_dir: Path, model
     try:
         for source, relative in sources(req, scripts_dir, model_dir):
             target = workspace / relative
-            if source.is_dir():
-                shutil.copytree(source, target, dirs_exist_ok=True)
+            if source.is_dir():  # madengine's own run directories (an --output inside the scripts) stay out
+                shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*OWN_DIRS))
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, target)
@@ -84,6 +87,23 @@ def prepare_workspace(req: RunRequest, workspace: Path, scripts_dir: Path, model
 
         first = e if isinstance(e, OSError) and not isinstance(e, shutil.Error) else _first_os_error(e)
         raise disk_error(workspace, first, "the model's workspace") from None
+
+
+def _reserved(name: str) -> bool:
+    """Names madengine writes or reads next to perf.csv (journals, locks, manifests, logs)."""
+    return name.endswith((".pending", ".lock", ".live.log", ".prev")) or name.startswith("build_manifest")
+
+
+def _copy_masked(source: Path, target: Path, req: RunRequest) -> None:
+    """Copy ``source`` to ``target`` (a new file: an existing link is not followed) with every secret masked."""
+    if not req.masker:
+        shutil.copyfile(source, target, follow_symlinks=False)
+        return
+    masker = type(req.masker)(req.masker.secrets)
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        while chunk := src.read(1 << 20):
+            dst.write(masker.feed(chunk))
+        dst.write(masker.flush())
 
 
 def _first_os_error(error: shutil.Error) -> OSError:
@@ -100,23 +120,29 @@ def collect_artifacts(req: RunRequest, workspace: Path, model_dir: Path, log_bas
     """Copy ``<model>_env.csv`` and the files the run wrote at the top of its workspace (madengine v2's working
     directory: a script writing ``../perf_x.csv`` puts it there) next to perf.csv, and the tools' outputs, the
     ``multiple_results`` CSV (all its columns) and the step script (``steps.sh``, to replay the run by hand) into
-    the per-run directory ``madengine-runs/<run id>/<log base>/``. No file is copied over a perf.csv: such a file
-    goes to the per-run directory instead."""
-    from madengine.safe_write import is_perf_csv
+    the per-run directory ``madengine-runs/<run id>/<log base>/``. A top-level file never replaces a file already
+    next to perf.csv (``<model>_env.csv`` excepted, which each run renews) nor takes one of madengine's names: it goes
+    to the per-run directory instead. Copies pass through the run's masker (credentials never land in results).
+    """
 
+    env_csv = env_csv_name(req.model.name)
     for found in sorted(p for p in workspace.iterdir() if p.is_file() and not p.is_symlink()):
         target = req.log_dir / found.name
-        if target.is_file() and is_perf_csv(target):
+        if found.name != env_csv and (os.path.lexists(target) or _reserved(found.name)):
+            # never over a file already next to perf.csv (results, manifests, logs, their links) nor madengine's
+            # own names: the run's directory takes it instead
             target = req.log_dir / RUNS_DIR / req.run_id / log_base / found.name
             target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(found, target)
+        elif found.name == env_csv and target.is_symlink():
+            target.unlink()
+        _copy_masked(found, target, req)
         req.artifacts.append(target)
     dest = req.log_dir / RUNS_DIR / req.run_id / log_base
     multiple = req.model.multiple_results
     source = next((p for p in (model_dir / multiple, workspace / multiple) if multiple and p.is_file()), None)
     if source is not None:
         dest.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, dest / source.name)
+        _copy_masked(source, dest / source.name, req)
     steps = workspace / ".madengine" / "steps.sh"
     if steps.is_file():
         dest.mkdir(parents=True, exist_ok=True)
@@ -126,5 +152,5 @@ def collect_artifacts(req: RunRequest, workspace: Path, model_dir: Path, log_bas
             if found.is_file():
                 target = dest / found.relative_to(model_dir)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(found, target)
+                _copy_masked(found, target, req)
                 req.artifacts.append(target)

@@ -70,6 +70,7 @@ def test_sigkill_leftover_is_reported_and_cleaned(hub: Path, docker_client, no_l
     removed = madengine("clean", cwd=hub)
     assert removed.rc == 0 and f"removed {name}" in removed.out and kept_name not in removed.out
     assert not docker_client.containers.list(all=True, filters={"name": name})
+    assert not (hub / ".madengine" / "work" / name).exists()  # the killed run's workspace went with it
     assert name not in madengine("clean", cwd=hub).out
     gone = madengine("clean", "--keep-alive", cwd=hub)
     assert gone.rc == 0 and f"removed {kept_name}" in gone.out, gone.out + gone.err

@@ -284,3 +284,77 @@ def test_background_processes_neither_hold_nor_outlive_the_run(hub: Path, docker
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(pid), 9)
     assert not left
+
+
+@pytest.mark.parametrize("args", [
+    ["run.local", "--manifest-file", "build_manifest.json", "--summary-output", "build_manifest.json"],
+    ["run.local", "--tags", "dummy", "--additional-context", CPU, "--summary-output", "build_manifest.json"],
+    ["build", "--tags", "dummy", "--additional-context", CPU, "--manifest-output", "models.json"],
+    ["build", "--tags", "dummy", "--additional-context-file", "ctx.json", "--manifest-output", "ctx.json"],
+    ["run.local", "--tags", "dummy", "--additional-context", CPU, "--output", "build_manifest.json"],
+])
+def test_no_input_of_a_command_is_overwritten(hub: Path, args: list[str]) -> None:
+    """A run summary, a manifest or rows never replace an input of the same command (its manifest, models.json,
+    the context file): exit 4 before anything is built, every file as it was."""
+    assert madengine("build", "--tags", "dummy", "--additional-context", CPU, cwd=hub).rc == 0
+    (hub / "ctx.json").write_text(CPU)
+    before = {p: p.read_bytes() for p in (hub / "build_manifest.json", hub / "models.json", hub / "ctx.json")}
+    res = madengine(*args, cwd=hub)
+    assert res.rc == 4, res.out + res.err
+    assert "building" not in res.err and "Traceback" not in res.err
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_cut_inside_a_quoted_field_is_refused(hub: Path) -> None:
+    """perf.csv cut inside a quoted field ("dummies,exa...): a new row would be swallowed by the open quote."""
+    assert madengine("run.local", "--tags", "dummy", "--additional-context", CPU, cwd=hub).rc == 0
+    perf = hub / "perf.csv"
+    text = perf.read_text()
+    perf.write_text(text[:text.rindex('"dummies,') + 6])
+    res = madengine("run.local", "--tags", "dummy", "--additional-context", CPU, cwd=hub)
+    assert res.rc == 4 and "cut short inside a quoted field" in res.err, res.err
+
+
+def test_files_a_model_leaves_never_replace_results(hub: Path, no_leftovers) -> None:
+    """A model writing ../build_manifest.json, ../<its>.run.live.log and ../perf.csv.pending: none replaces the
+    real file (nor follows the log's link); they are kept in the run's directory."""
+    write_script(hub, "scripts/dummy/run.sh", 'for f in build_manifest.json dummy_dummy.ubuntu.run.live.log '
+                 'perf.csv.pending; do echo garbage > "../$f"; done\necho "performance: 1 x"')
+    assert madengine("build", "--tags", "dummy", "--additional-context", CPU, cwd=hub).rc == 0
+    manifest = (hub / "build_manifest.json").read_bytes()
+    res = madengine("run.local", "--manifest-file", "build_manifest.json", cwd=hub)
+    assert res.rc == 0, res.err
+    assert (hub / "build_manifest.json").read_bytes() == manifest and not (hub / "perf.csv.pending").exists()
+    assert "performance: 1 x" in (hub / "dummy_dummy.ubuntu.run.live.log").read_text()
+    kept = list(hub.glob("madengine-runs/*/dummy_dummy.ubuntu/build_manifest.json"))
+    assert len(kept) == 1 and kept[0].read_text() == "garbage\n"
+
+
+def test_output_inside_the_scripts_directory(hub: Path, no_leftovers) -> None:
+    """--output inside the model's scripts directory: madengine's own directories are not copied into the
+    workspace (no endless recursion)."""
+    res = madengine("run.local", "--tags", "dummy", "--additional-context", CPU, "--output",
+                    "scripts/dummy/perf.csv", cwd=hub)
+    assert res.rc == 0, res.err
+    again = madengine("run.local", "--tags", "dummy", "--additional-context", CPU, "--output",
+                      "scripts/dummy/perf.csv", cwd=hub)
+    assert again.rc == 0, again.err
+    assert len(read_perf(hub / "scripts" / "dummy" / "perf.csv")) == 2
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--timeout", "99999999999999999999"], "--timeout: 99999999999999999999 s is more than a year"),
+    (["--additional-context", json.dumps({"gpu_vendor": "NONE", "docker_mounts": {"/data": "/no/such/dir"}})],
+     "'docker_mounts': /no/such/dir (for /data) does not exist"),
+])
+def test_bad_values_are_refused_in_one_line(hub: Path, args: list[str], needle: str, no_leftovers) -> None:
+    res = madengine("run.local", "--tags", "dummy", *(args if "--additional-context" in args else
+                                                      ["--additional-context", CPU, *args]), cwd=hub)
+    assert res.rc == 4 and needle in res.err and "Traceback" not in res.err, res.err
+
+
+def test_clean_with_a_broken_job_record_still_cleans(hub: Path) -> None:
+    (hub / ".madengine").mkdir(exist_ok=True)
+    (hub / ".madengine" / "jobs.json").write_text("{not json")
+    res = madengine("clean", cwd=hub)
+    assert res.rc == 1 and "jobs not checked" in res.err and "Traceback" not in res.err, res.err
