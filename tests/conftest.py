@@ -55,6 +55,15 @@ def own_containers(client: Any, hub: Path, model: str) -> list[Any]:
                                                      f"org.madengine.output-dir={hub.resolve()}"]})
 
 
+def add_model(hub: Path, name: str, **fields: Any) -> str:
+    """Append to the hub's models.json a copy of its first model (``dummy``) named ``name`` with ``fields``
+    overridden; returns ``name``."""
+    models = json.loads((hub / "models.json").read_text())
+    models.append({**models[0], "name": name, **fields})
+    (hub / "models.json").write_text(json.dumps(models))
+    return name
+
+
 def write_script(hub: Path, rel: str, body: str) -> None:
     """Write a bash script (``body`` after the shebang) at ``hub/rel``."""
     path = hub / rel

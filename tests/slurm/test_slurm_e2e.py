@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CPU, madengine, read_perf
+from tests.conftest import CPU, add_model, madengine, read_perf
 from tests.slurm.conftest import fake_scheduler, latest_job_dir
 
 pytestmark = pytest.mark.slurm
@@ -385,10 +385,7 @@ def test_jobs_of_a_killed_run_are_reported_and_cancelled_by_clean(slurm_hub: Pat
 def test_a_stale_image_under_the_recorded_name_fails_on_every_node(hub: Path, slurm_cluster, no_leftovers) -> None:
     """The manifest records each image's id; a node whose engine has another image under that name (rebuilt
     since) fails the row before the model starts, naming both ids: here and on both Slurm nodes."""
-    name = f"stale_{uuid.uuid4().hex[:6]}"
-    models = json.loads((hub / "models.json").read_text())
-    models.append({**models[0], "name": name, "tags": ["stale"]})
-    (hub / "models.json").write_text(json.dumps(models))
+    name = add_model(hub, f"stale_{uuid.uuid4().hex[:6]}", tags=["stale"])
     assert madengine("build", "--tags", name, "--additional-context", CPU, "--manifest-output", "old.json",
                      cwd=hub).rc == 0
     dockerfile = hub / "docker" / "dummy.ubuntu.Dockerfile"
@@ -409,10 +406,7 @@ def test_a_stale_image_under_the_recorded_name_fails_on_every_node(hub: Path, sl
 def test_images_travel_as_archives_without_a_registry(hub: Path, slurm_cluster, docker_client, no_leftovers) -> None:
     """`--image-transfer save`: an image without a registry is saved into the run's directory and every node's
     manifest names the archive; a node whose engine lacks the image loads it (once) and checks its id."""
-    name = f"shipped_{uuid.uuid4().hex[:6]}"
-    models = json.loads((hub / "models.json").read_text())
-    models.append({**models[0], "name": name, "tags": ["shipped"]})
-    (hub / "models.json").write_text(json.dumps(models))
+    name = add_model(hub, f"shipped_{uuid.uuid4().hex[:6]}", tags=["shipped"])
     assert madengine("build", "--tags", name, "--additional-context", CPU, cwd=hub).rc == 0
     image = f"ci-{name}_dummy.ubuntu"
     res = madengine("run.slurm", "--manifest-file", "build_manifest.json", "--nodes", "2", "--image-transfer",
@@ -430,10 +424,7 @@ def test_images_travel_as_archives_without_a_registry(hub: Path, slurm_cluster, 
 def test_multi_arch_images_make_one_job_each_node_runs_its_own(hub: Path, slurm_cluster, no_leftovers) -> None:
     """The per-architecture images of one model (--target-archs) are one Slurm job; every node runs the image of
     its own architecture (here the context names it for the CPU-only nodes)."""
-    name = f"archs_{uuid.uuid4().hex[:6]}"
-    models = json.loads((hub / "models.json").read_text())
-    models.append({**models[0], "name": name, "tags": ["archs"]})
-    (hub / "models.json").write_text(json.dumps(models))
+    name = add_model(hub, f"archs_{uuid.uuid4().hex[:6]}", tags=["archs"])
     assert madengine("build", "--tags", name, "--additional-context", CPU, "--target-archs", "gfx942,gfx950",
                      cwd=hub).rc == 0
     ctx = json.dumps({**json.loads(CTX), "docker_env_vars": {"MAD_SYSTEM_GPU_ARCHITECTURE": "gfx950"}})
