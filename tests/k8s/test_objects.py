@@ -447,3 +447,25 @@ def test_log_filter_masks_secrets_and_hides_the_bundle() -> None:
     text = shown.feed("start pw-1") + shown.feed("23 ok\nperformance: 1 x\n" + wscript.BUNDLE_BEGIN + "\nQUJD\n")
     text += shown.feed(wscript.BUNDLE_END + "\nafter\n") + shown.flush()
     assert text == "start ****** ok\nperformance: 1 x\nafter\n"
+
+
+def test_multi_arch_manifest_runs_the_image_of_the_named_architecture(tmp_path: Path) -> None:
+    """--target-archs images on Kubernetes: one Job with the image of the architecture the context names; without
+    one, exit 4 naming the architectures (a Pod cannot pick its own image)."""
+    path = _manifest(tmp_path, ["dummy"])
+    manifest = json.loads(path.read_text())
+    (image, build), = manifest["built_images"].items()
+    model = manifest["built_models"].pop(image)
+    manifest["built_images"] = {f"{image}_{a}": {**build, "docker_image": f"{image}_{a}", "gpu_architecture": a}
+                                for a in ("gfx942", "gfx950")}
+    manifest["built_models"] = {f"{image}_{a}": model for a in ("gfx942", "gfx950")}
+    path.write_text(json.dumps(manifest))
+    common = ["run.k8s", "--manifest-file", str(path), "--dry-run", "--output", str(tmp_path / "perf.csv")]
+    refused = madengine(*common, cwd=tmp_path)
+    assert refused.rc == 4 and "has images for gfx942, gfx950" in refused.err, refused.text
+    ctx = json.dumps({"gpu_vendor": "NONE", "docker_env_vars": {"MAD_SYSTEM_GPU_ARCHITECTURE": "gfx950"}})
+    chosen = madengine(*common, "--additional-context", ctx, cwd=tmp_path)
+    assert chosen.rc == 0, chosen.text
+    jobs = [yaml.safe_load(f.read_text()) for f in (tmp_path / "k8s-manifests").rglob("*.yaml")]
+    images = {c["image"] for j in jobs if j["kind"] == "Job" for c in j["spec"]["template"]["spec"]["containers"]}
+    assert images == {f"{image}_gfx950"}

@@ -152,10 +152,36 @@ def plan_all(request: DeployRequest, cfg: K8sConfig, run_id: str) -> list[ModelR
     shared = setup.load(hub, request.ctx, tools_config=request.tools_config, data_config=request.data_config,
                         sys_env_details=request.sys_env_details)
     runs = []
-    for image, build in request.manifest.built_images.items():
-        runs.append(plan_model(image, build, request.manifest.model_for(image), request.ctx, cfg, run_id, hub, log_dir, request.timeout, shared,
-                               request.options))
+    for image, build in _one_image_per_model(request.manifest, request.ctx):
+        runs.append(plan_model(image, build, request.manifest.model_for(image), request.ctx, cfg, run_id, hub,
+                               log_dir, request.timeout, shared, request.options))
     return runs
+
+
+def _one_image_per_model(manifest: Any, ctx: dict[str, Any]) -> list[tuple[str, BuiltImage]]:
+    """The images to run as Jobs: of the per-architecture images of one model (``--target-archs``) the one for the
+    context's GPU architecture (``docker_env_vars.MAD_SYSTEM_GPU_ARCHITECTURE``), since a pod cannot pick its own.
+
+    Raises:
+        ConfigError: several architectures and none named (names them and the key to set).
+    """
+    arch = str((ctx.get("docker_env_vars") or {}).get("MAD_SYSTEM_GPU_ARCHITECTURE") or "")
+    chosen: list[tuple[str, BuiltImage]] = []
+    groups: dict[tuple[str, str], list[tuple[str, BuiltImage]]] = {}
+    for image, build in manifest.built_images.items():
+        if build.gpu_architecture:
+            groups.setdefault((build.model, build.dockerfile), []).append((image, build))
+        else:
+            chosen.append((image, build))
+    for (model, _), members in groups.items():
+        match = [m for m in members if m[1].gpu_architecture == arch] or (members if len(members) == 1 else [])
+        if not match:
+            archs = ", ".join(b.gpu_architecture for _, b in members)
+            raise ConfigError(f"model {model!r} has images for {archs}: name the cluster's GPU architecture with "
+                              "--additional-context '{\"docker_env_vars\": {\"MAD_SYSTEM_GPU_ARCHITECTURE\": "
+                              "\"<arch>\"}}' (a Pod cannot pick its own image)")
+        chosen.append(match[0])
+    return chosen
 
 
 def preflight(api: client.Api, cfg: K8sConfig, runs: list[ModelRun], echo: Any = console.progress) -> None:
