@@ -160,7 +160,8 @@ class RunSummary:
 
 def run(manifest: manifest_mod.Manifest, ctx: dict[str, Any], *, target: str | None = None, output: str | Path,
         hub: str | Path | None = None, options: RunOptions | None = None,
-        target_options: dict[str, Any] | None = None, **option_values: Any) -> RunSummary:
+        target_options: dict[str, Any] | None = None, results_db: str | None = None, label: str = "",
+        **option_values: Any) -> RunSummary:
     """Run a manifest's images on a deployment target and append the rows to ``output`` (perf.csv).
 
     Args:
@@ -171,6 +172,9 @@ def run(manifest: manifest_mod.Manifest, ctx: dict[str, Any], *, target: str | N
             model's own, 0 = no limit; ``keep_model_dir``, ``tools_config``, ...); ``option_values`` set single
             ones by name (``timeout=60``) over it.
         target_options: the target's own flags (they win over the context's section for it).
+        results_db: the results store's URL (:func:`madengine.results.store.resolve_url`: ``None`` = the context's
+            ``results_db``, else ``madengine-results.db`` next to ``output``; ``"none"`` = no store); ``label``
+            names the run there. A dry run (``dry_run``, ``skip_model_run``) records nothing.
 
     Raises:
         ConfigError: an unknown option name, or an option the target cannot honour (before anything runs); the
@@ -188,12 +192,21 @@ def run(manifest: manifest_mod.Manifest, ctx: dict[str, Any], *, target: str | N
         known = ", ".join(f.name for f in dataclasses.fields(RunOptions))
         raise ConfigError(f"api.run: unknown run option among {sorted(option_values)}; known: {known}") from None
     run_spec.check_supported(chosen, name, getattr(deploy_fn, "honours", ()))
+    from madengine import cleanup
+    from madengine.results import recording
+
+    dry = chosen.skip_model_run or bool((target_options or {}).get("dry_run"))
     request = deploy.DeployRequest(manifest=manifest, ctx=ctx, output=Path(output), hub=Path(hub) if hub else None,
                                    options=chosen, target_options=dict(target_options or {}))
-    from madengine import cleanup
-
+    if not dry:  # a bad URL or a dead database server stops the run here, before any work
+        request.recording = recording.start(output=output, hub=request.hub, manifest=manifest, ctx=ctx, target=name,
+                                            results_db=results_db, label=label)
     cleanup.report_jobs(output)  # jobs a killed run left behind next to this perf.csv
-    summary: RunSummary = deploy_fn(request)
+    try:
+        summary: RunSummary = deploy_fn(request)
+    finally:
+        if request.recording is not None:
+            request.recording.finish()
     return summary
 
 

@@ -156,6 +156,7 @@ def build_models(hub: Path, models: Sequence[Model], ctx: Mapping[str, Any], *, 
                     base_docker=build_args.get("BASE_DOCKER") or dockerfiles.default_base_docker(hub / path),
                     build_duration=round(duration, 3), log_file=str(log_path), log_base=log_base,
                     gpu_vendor=str(match_ctx.get("gpu_vendor", "")), image_id=image_id, gpu_architecture=arch,
+                    build_fingerprint=dockerfiles.fingerprint(hub / path, build_args, match_ctx, arch),
                     execution={"timeout": model.timeout, "n_gpus": model.n_gpus, "args": model.args or ""})
                 if registry:
                     remote = registry_image(registry, image)

@@ -47,4 +47,7 @@ def rows(found: Iterable[Any], mask: Callable[[str], str] = str) -> None:
         note = f" ({mask(row.reason)})" if row.reason and row.status != "SUCCESS" else ""
         where = f" [{row.machine_name}]" if getattr(row, "deployment_type", "local") != "local" and row.machine_name \
             else ""
-        progress(f"{row.model}{where}: {row.status} {row.performance} {row.metric}{note}".rstrip())
+        spread = ""
+        if getattr(row, "samples", None) and len(row.samples) > 1:
+            spread = f" (median of {len(row.samples)}: {min(row.samples):g}..{max(row.samples):g})"
+        progress(f"{row.model}{where}: {row.status} {row.performance} {row.metric}{spread}{note}".rstrip())

@@ -79,6 +79,7 @@ class ContextModel(BaseModel):
     sglang: dict[str, Any] | None = None
     shared_storage: dict[str, Any] | str | None = None
     debug: bool | None = None
+    results_db: str | None = None  # the results store's URL (madengine.results.store.resolve_url); "none": off
 
     @field_validator("gpu_vendor", mode="before")
     @classmethod

@@ -190,3 +190,16 @@ def arch_conflict(path: str | os.PathLike[str], arch: str) -> str:
             return (f"{os.fspath(path)}: {name}={found[-1]} does not include {arch}; drop {arch} from "
                     "--target-archs or widen the Dockerfile's architectures")
     return ""
+
+
+def fingerprint(path: str | os.PathLike[str], build_args: Mapping[str, Any], ctx: Mapping[str, Any],
+                arch: str = "") -> str:
+    """The build fingerprint of an image (provenance in perf rows and the results store): SHA-256 over the
+    Dockerfile's bytes, the context's build args (names and values; credentials are not build args here), the
+    Dockerfile-selecting context (``gpu_vendor``, ``guest_os``) and the target GPU architecture. Equal inputs give
+    equal fingerprints, so two rows with the same fingerprint ran images built the same way."""
+    digest = hashlib.sha256(Path(path).read_bytes())
+    facts = {"build_args": {str(k): str(v) for k, v in build_args.items()}, "arch": arch,
+             "ctx": {k: str(ctx.get(k, "")) for k in ("gpu_vendor", "guest_os")}}
+    digest.update(json.dumps(facts, sort_keys=True).encode())
+    return digest.hexdigest()

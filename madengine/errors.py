@@ -81,3 +81,10 @@ class PerfCsvError(MadEngineError):
     """perf.csv cannot be appended to without damaging it (exit code 4: choose another ``--output``)."""
 
     exit_code = EXIT_INVALID_ARGS
+
+
+class StoreError(MadEngineError):
+    """The results store cannot be opened or written (exit code 1: a database that does not answer; a malformed
+    ``--results-db`` URL is raised with exit code 4). perf.csv is written before the store, so no row is lost."""
+
+    exit_code = EXIT_FAILURE

@@ -31,7 +31,7 @@ import re
 import shlex
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
@@ -112,6 +112,14 @@ class Model(BaseModel):
     additional_docker_run_options: str = ""
     distributed: dict[str, Any] = Field(default_factory=dict)
     env_vars: dict[str, Any] = Field(default_factory=dict)
+    # madengine's own fields (not in MAD): whether a larger performance is better, stored with each result
+    # ("": inferred from the metric name, madengine.results.stats.infer_direction)
+    metric_direction: Literal["higher", "lower", ""] = ""
+    # the validity contract (madengine.results.validity): rows a run must print, the smallest valid performance
+    # (in the metric's unit; None: any but 0), a metric that must be among the results
+    expected_results: int = Field(default=0, ge=0)
+    min_performance: float | None = None
+    required_metric: str = ""
     # Set by discover(); not part of the entry (excluded from dumps). Named so no MAD field can clash with them.
     hub_root: Path | None = Field(default=None, exclude=True, repr=False)
     hub_file: str = Field(default="", exclude=True, repr=False)

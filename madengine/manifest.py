@@ -43,6 +43,7 @@ class BuiltImage(BaseModel):
     registry_image: str = ""
     image_archive: str = ""
     gpu_architecture: str = ""  # built for this GPU architecture only (--target-archs); "" = any  # a `docker save` tar a node loads when its engine lacks the image (Slurm, no registry)
+    build_fingerprint: str = ""  # SHA-256 of the Dockerfile, build args and build-relevant context (provenance)
     execution: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -16,7 +16,7 @@ from madengine import console, gpu, stop
 from madengine.errors import EngineError
 from madengine.hub import Model
 from madengine.manifest import Manifest
-from madengine.report.relative import append_with_relative_change
+from madengine.results import recording
 from madengine.results.perf_csv import PerfRow, check_appendable
 from madengine.run_spec import RunOptions
 from madengine.workflow.plan import RunRequest
@@ -37,6 +37,7 @@ class LocalRun:
     nnodes: int = 1
     logs: dict[str, str] = field(default_factory=dict)
     artifacts: list[str] = field(default_factory=list)
+    recording: Any = None  # madengine.results.recording.Recording: rows also go to the results store
 
 
 def effective_timeout(model_timeout: int, cli_timeout: int | None) -> float | None:
@@ -166,7 +167,7 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], run: LocalRun,
     shared = setup.load(run.hub, ctx, tools_config=options.tools_config, data_config=options.data_config,
                         sys_env_details=options.sys_env_details)
     masker = shared.masker
-    run_id = uuid.uuid4().hex[:12]
+    run_id = run.recording.run_id if run.recording is not None else uuid.uuid4().hex[:12]
     log_dir = run.output.resolve().parent
     work_root = log_dir / ".madengine" / "work"
     all_rows: list[PerfRow] = []
@@ -201,7 +202,7 @@ def run_manifest(manifest: Manifest, ctx: dict[str, Any], run: LocalRun,
 
             rows = [base_row(request).model_copy(update={"status": "FAILURE", "reason": masker.text(e.message)})]
         if not options.skip_model_run:
-            append_with_relative_change(run.output, rows)
+            recording.append(run.output, rows, run.recording)
             log = log_dir / RUNS_DIR / run_id / f"{build.log_base or model.name.replace('/', '_')}.run.live.log"
             if log.is_file():  # this run's own log (the name next to perf.csv points to the latest run's)
                 run.logs[model.name] = str(log)

@@ -77,6 +77,11 @@ class WorkflowOptions:
                                    build="only")
     summary_output: str | None = option(None, "also write a JSON run summary (statuses, reasons, durations, logs) "
                                               "to this file")
+    results_db: str | None = option(None, "results store URL (sqlite:///F, postgresql+psycopg://...; 'none': "
+                                          "off); default: the context's results_db, else madengine-results.db "
+                                          "next to perf.csv")
+    label: str | None = option(None, "a label for this run in the results store (select it in report.compare "
+                                     "with --baseline label:NAME)")
 
 
 @dataclass
@@ -105,6 +110,9 @@ class RunOptions:
                                             hint="on Kubernetes, mount the data with k8s.data_pvc")
     data_config: str = option("data.json", "data providers file in the hub (default data.json)")
     disable_skip_gpu_arch: bool = option(False, "run models even when their skip_gpu_arch lists this GPU")
+    repeat: int = option(1, "run each model's run step N times and record every sample; perf.csv gets the "
+                            "median, the run summary min/max and a 95% bootstrap confidence interval")
+    warmup: int = option(0, "run each model's run step K more times first and discard them")
 
 
 def _fields(cls: type) -> list[dataclasses.Field[Any]]:
@@ -176,13 +184,33 @@ def given(options: RunOptions) -> list[dataclasses.Field[Any]]:
     return [f for f in _fields(RunOptions) if getattr(options, f.name) != base[f.name]]
 
 
+#: The largest ``--repeat`` and ``--warmup`` (runs of each model's run step).
+MAX_REPEAT = 1000
+
+
+def check_values(options: RunOptions) -> None:
+    """Refuse run option values no target can run: ``--repeat`` outside 1..:data:`MAX_REPEAT`, ``--warmup``
+    outside 0..:data:`MAX_REPEAT` (or not whole numbers).
+
+    Raises:
+        ConfigError: names the flag, the value and the accepted range (exit code 4).
+    """
+    for name, low in (("repeat", 1), ("warmup", 0)):
+        value = getattr(options, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_REPEAT:
+            raise ConfigError(f"--{name}: {value!r} must be a whole number from {low} to {MAX_REPEAT} (runs of each "
+                              "model's run step)")
+
+
 def check_supported(options: RunOptions, target: str, honours: Iterable[str] = ()) -> None:
-    """Refuse the given run options that ``target`` cannot honour (``honours``: the limited options a plugin
-    target declares it honours).
+    """Refuse run options no target can run (:func:`check_values`) and the given run options that ``target``
+    cannot honour (``honours``: the limited options a plugin target declares it honours). Every run checks this
+    before anything is built or runs.
 
     Raises:
         ConfigError: names the first such option, the target and what to use instead (exit code 4).
     """
+    check_values(options)
     extra = set(honours)
     for f in given(options):
         targets = f.metadata.get("targets")

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from tests import _postgres
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_HUB = REPO / "examples" / "hub"
 CPU = json.dumps({"gpu_vendor": "NONE"})
@@ -136,6 +138,30 @@ def no_leftovers(docker_client, hub: Path) -> Iterator[None]:
         with contextlib.suppress(docker.errors.NotFound):
             docker_client.containers.get(name).remove(force=True)
     assert not left, f"containers left behind: {sorted(left)}"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """SQLAlchemy URL of the ``madengine`` database of the private PostgreSQL (``bash dev/postgres.sh up``); skips
+    when it does not answer, except under CI (``CI=true``), where it fails."""
+    problem = _postgres.check()
+    if problem:
+        message = f"PostgreSQL on 127.0.0.1:{_postgres.PORT} is not available ({problem}); start it with " \
+                  "`bash dev/postgres.sh up`"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return _postgres.url()
+
+
+@pytest.fixture
+def pg_db_url(pg_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """SQLAlchemy URL of a fresh, empty database owned by ``madengine``, for this test only (dropped after)."""
+    name = _postgres.create_database(request.node.name)
+    try:
+        yield _postgres.url(name)
+    finally:
+        _postgres.drop_database(name)
 
 
 def check_golden(path: Path, text: str) -> None:

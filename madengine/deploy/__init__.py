@@ -38,6 +38,7 @@ class DeployRequest:
     once in :class:`madengine.run_spec.RunOptions`; ``request.timeout`` and the like read them) and the target's own
     flags.
 
+    ``recording`` is where finished rows go besides perf.csv (:func:`madengine.results.recording.append`).
     ``target_options`` holds the target's own CLI flags (e.g. ``nodes``, ``partition`` for slurm), which win over
     the context's section for that target.
     """
@@ -48,6 +49,7 @@ class DeployRequest:
     hub: Path | None = None
     options: RunOptions = field(default_factory=RunOptions)
     target_options: dict[str, Any] = field(default_factory=dict)
+    recording: Any = None  # the run's madengine.results.recording.Recording (None: rows go to perf.csv only)
 
     def __getattr__(self, name: str) -> Any:
         """A run option by name (``request.timeout``, ``request.tools_config``, ...)."""

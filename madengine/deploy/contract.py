@@ -100,14 +100,19 @@ def deployer(target_class: Any, honours: Sequence[str] = ()) -> Callable[[Deploy
     return deploy
 
 
-def finish(target: Target, record: JobRecord, status: JobStatus) -> list[PerfRow]:
-    """Collect a finished job once: its rows appended to its perf.csv (with ``relative_change``), printed and
-    returned (empty when another command collected it already)."""
-    from madengine.report.relative import append_with_relative_change
+def finish(target: Target, record: JobRecord, status: JobStatus, recording: Any = None) -> list[PerfRow]:
+    """Collect a finished job once: its rows appended to its perf.csv (with ``relative_change``) and the results
+    store (``recording``: the run's; ``None``: the one the job's record names), printed and returned (empty when
+    another command collected it already)."""
+    from madengine.results import recording as recording_mod
+
+    if recording is None and record.run_id:
+        recording = recording_mod.attach(record.results_db, record.run_id, record.output)
+        recording.git_commit = record.git_commit
 
     def collect() -> list[PerfRow]:
         found = target.collect(record, status)
-        append_with_relative_change(Path(record.output), found)
+        recording_mod.append(record.output, found, recording)
         return found
 
     rows = jobs_mod.collect_once(jobs_mod.state_path(record.output), record.job_id, collect, status.status)
@@ -161,7 +166,8 @@ def run(target: Target, request: DeployRequest) -> RunSummary:
         rows: list[PerfRow] = []
         try:
             for job in planned:
-                record = target.submit(job).model_copy(update={"owner": owner.current(), "detached": not target.wait})
+                record = target.submit(job).model_copy(update={"owner": owner.current(), "detached": not target.wait,
+                                                               **_recorded_as(request.recording)})
                 jobs_mod.save(jobs_mod.state_path(output), [record])
                 records.append(record)
             if not target.wait:
@@ -177,7 +183,8 @@ def run(target: Target, request: DeployRequest) -> RunSummary:
                               reattach=target.reattach + _output_flag(output), error=target.error)
             states = watcher.states
             with Progress(target.name, len(records)) as progress:
-                watcher.wait(progress.update, lambda job_id, st: rows.extend(finish(target, by_id[job_id], st)))
+                watcher.wait(progress.update,
+                             lambda job_id, st: rows.extend(finish(target, by_id[job_id], st, request.recording)))
         except KeyboardInterrupt:
             _cancel_open(target, records, states)
             raise
@@ -191,6 +198,13 @@ def run(target: Target, request: DeployRequest) -> RunSummary:
         return RunSummary(rows, output)
     finally:
         target.close()
+
+
+def _recorded_as(recording: Any) -> dict[str, str]:
+    """The job record fields that let a later ``jobs.status`` store the job's rows into this run."""
+    if recording is None:
+        return {}
+    return {"run_id": recording.run_id, "results_db": recording.url or "", "git_commit": recording.git_commit}
 
 
 class Progress:

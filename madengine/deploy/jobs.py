@@ -111,6 +111,9 @@ class JobRecord(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)
     owner: str = ""
     detached: bool = False
+    run_id: str = ""  # the run in the results store the job's rows belong to
+    results_db: str = ""  # that store's URL ("": none)
+    git_commit: str = ""  # the hub commit stamped on the job's rows
 
 
 def state_path(output: str | Path) -> Path:

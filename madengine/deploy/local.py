@@ -23,7 +23,7 @@ def deploy(request: DeployRequest) -> RunSummary:
     from madengine.run_local import LocalRun, run_manifest
 
     hub = request.hub or Path(request.manifest.hub or ".")
-    run = LocalRun(output=request.output, hub=hub, options=request.options)
+    run = LocalRun(output=request.output, hub=hub, options=request.options, recording=request.recording)
     if os.environ.get("MAD_DEPLOYMENT_TYPE"):
         run.deployment_type = os.environ["MAD_DEPLOYMENT_TYPE"]
     if os.environ.get("MAD_NNODES", "").isdigit():

@@ -7,16 +7,16 @@ performance of its LAST SUCCESS row (a perf.csv accumulates runs; the last is th
 rows shows the status of its last row instead.
 
 A change beyond ``threshold`` (a fraction: 0.05 = 5 %) is a *regression* when it goes the wrong way for the metric
-and an *improvement* otherwise. Lower is better for metrics that look like times (``latency``, ``time``,
-``duration``, ``ttft``, ``tpot``, ``ms``, ``seconds``, ``memory``) unless they name a rate (``per_second``, ``/s``,
-``throughput``, ``tokens/s``, ``qps``, ``fps``, ``flops``); higher is better for everything else.
+and an *improvement* otherwise. The direction of a metric is the rule of
+:func:`madengine.results.stats.infer_direction` (times, latencies and memory are lower-is-better unless they name a
+rate; unknown names count as higher-is-better). With a results store, ``report.compare --baseline/--candidate``
+judges samples instead (:mod:`madengine.report.verdicts`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -34,14 +34,12 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "config": ("model", "docker_file", "n_gpus", "nnodes", "launcher", "deployment_type", "gpu_architecture"),
 }
 
-_RATE = re.compile(r"per_?s(ec(ond)?s?)?\b|/s\b|throughput|qps|fps|flops|tok(en)?s_?(/|per_?)?s\b|bandwidth|speedup",
-                   re.IGNORECASE)
-_TIME = re.compile(r"latency|time|duration|ttft|tpot|itl|(^|[^a-z])ms\b|seconds?\b|memory", re.IGNORECASE)
-
-
 def lower_is_better(metric: str) -> bool:
-    """Whether a smaller value of ``metric`` is better (see the module docstring for the rule)."""
-    return not _RATE.search(metric) and bool(_TIME.search(metric))
+    """Whether a smaller value of ``metric`` is better: :func:`madengine.results.stats.infer_direction` says
+    "lower" (unknown metrics count as higher-is-better, as most benchmark metrics are rates)."""
+    from madengine.results.stats import infer_direction
+
+    return infer_direction(metric) == "lower"
 
 
 @dataclass

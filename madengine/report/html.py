@@ -176,8 +176,10 @@ def _comparison(sources: Sequence[Source]) -> dict[str, Any] | None:
 
 
 def render_html(sources: Sequence[Source], *, title: str = "madengine report",
-                template_dir: str | Path | None = None) -> str:
+                template_dir: str | Path | None = None, histories: Sequence[str] = ()) -> str:
     """The report page as HTML text (see the module docstring for what it contains and its limits).
+    ``histories`` are SVG history charts from the results store
+    (:func:`madengine.report.verdicts.history_svg`), shown in their own section.
 
     Raises:
         jinja2.TemplateNotFound: ``template_dir`` lacks ``report.html.j2`` (a packaging error with the default).
@@ -200,4 +202,4 @@ def render_html(sources: Sequence[Source], *, title: str = "madengine report",
         failures=[{"model": r.model, "status": r.status or "(blank)", "source": r.source, "where": where(r),
                    "docker_file": r.docker_file, "reason": r.reason, "log": r.log} for r in failures[:MAX_FAILURES]],
         failures_total=len(failures), charts=charts, chart_models=chart_models, max_charts=MAX_CHARTS,
-        comparison=_comparison(sources))
+        comparison=_comparison(sources), histories=list(histories))

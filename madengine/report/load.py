@@ -17,7 +17,7 @@ only for reasons (:func:`attach_reasons`) adds its reasons to the perf.csv rows 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from madengine.errors import ConfigError
 from madengine.report.summary import RunSummary, SummaryEntry
 from madengine.results.perf_csv import read_rows
-from madengine.results.record import ResultRecord
+from madengine.results.record import RECORD_FIELDS, ResultRecord
 
 #: The statuses madengine writes; others are kept as written and shown as they are.
 KNOWN_STATUSES = ("SUCCESS", "FAILURE", "SKIPPED")
@@ -204,5 +204,6 @@ def _csv_row(record: dict[str, str], label: str, path: Path, line: int) -> Repor
 
 def _summary_row(entry: SummaryEntry, label: str, path: Path, index: int) -> ReportRow:
     perf = entry.performance
-    return ReportRow(**asdict(entry), performance_text="" if perf is None else f"{perf:.15g}",
+    record = {name: getattr(entry, name) for name in RECORD_FIELDS}  # the entry's statistics are not report fields
+    return ReportRow(**record, performance_text="" if perf is None else f"{perf:.15g}",
                      source=label, path=str(path), line=index, from_summary=True)

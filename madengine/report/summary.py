@@ -1,9 +1,12 @@
-"""The run summary JSON: one file per run with every row's status, reason, performance, durations and log path.
+"""The run summary JSON: one file per run with every row's status, reason, performance, samples, durations and log
+path.
 
 perf.csv has no column for why a row failed (adding one would break madengine v2's readers), so a run writes this
 file next to it (``--summary-output F``); ``inv report`` reads it alongside perf.csv files. The schema is
 :class:`RunSummary` (``"schema": "madengine-run-summary/1"``); fields may be added in later versions, and readers
-ignore fields they do not know. Example::
+ignore fields they do not know. An entry's ``samples`` are the values of the measured runs of a ``--repeat N`` run
+in run order (its ``performance`` is their median; ``[]`` for a single run), with ``min``, ``max`` and the 95 %
+bootstrap confidence interval of the median (``ci_low``, ``ci_high``) when there are two or more. Example::
 
     {"schema": "madengine-run-summary/1", "created": "2025-01-31T12:00:00+00:00",
      "output": "perf.csv", "manifest": "build_manifest.json", "deployment": {"target": "local"},
@@ -13,13 +16,14 @@ ignore fields they do not know. Example::
                  "metric": "", "n_gpus": "1", "nnodes": "1", "gpus_per_node": "1", "launcher": "",
                  "deployment_type": "local", "gpu_architecture": "gfx942", "docker_file": "docker/dummy.Dockerfile",
                  "docker_image": "ci-dummy_dummy", "machine_name": "node1", "build_duration": 12.5,
-                 "test_duration": 60.1, "log": "dummy_ci-dummy_dummy.ubuntu.amd.run.live.log"}]}
+                 "test_duration": 60.1, "samples": [], "log": "dummy_ci-dummy_dummy.ubuntu.amd.run.live.log"}]}
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,9 +37,28 @@ from madengine.safe_write import write_text_atomic
 #: The ``schema`` value of the files :func:`write_summary` writes.
 SUMMARY_SCHEMA = "madengine-run-summary/1"
 
-#: One entry of ``models``: the result record (:mod:`madengine.results.record`), the one declaration of a result's
-#: fields that reports read too.
-SummaryEntry = ResultRecord
+@dataclass(slots=True)
+class SummaryEntry(ResultRecord):
+    """One entry of ``models``: the result record (:mod:`madengine.results.record`, the one declaration of a
+    result's fields that reports read too) plus, for a ``--repeat N`` row with at least 2 samples, their ``min``,
+    ``max`` and the 95 % percentile-bootstrap confidence interval of their median (``ci_low``, ``ci_high``;
+    :func:`madengine.results.stats.summarize`), in the metric's unit; ``None`` otherwise."""
+
+    min: float | None = None
+    max: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+    @classmethod
+    def of_row(cls, row: PerfRow, log: str = "") -> SummaryEntry:
+        """The entry of one perf row (statistics computed from its ``samples``)."""
+        entry = cls.from_cells(dict(row), log=log)
+        if len(entry.samples) >= 2:
+            from madengine.results.stats import summarize
+
+            stats = summarize(entry.samples)
+            entry.min, entry.max, entry.ci_low, entry.ci_high = stats.min, stats.max, stats.ci_low, stats.ci_high
+        return entry
 
 
 class RunSummary(BaseModel):
@@ -81,7 +104,7 @@ def build_summary(rows: Iterable[PerfRow], *, manifest_path: str | Path | None =
     for row in rows:
         counts["total"] += 1
         counts[row.status] = counts.get(row.status, 0) + 1
-        entries.append(SummaryEntry.from_cells(dict(row), log=log_by_model.get(row.model, "")))
+        entries.append(SummaryEntry.of_row(row, log=log_by_model.get(row.model, "")))
     return RunSummary(created=datetime.now(timezone.utc).isoformat(timespec="seconds"), output=str(output),
                       manifest=str(manifest_path) if manifest_path else None, deployment=deployment_obj,
                       logs=log_paths, counts=counts, models=entries)

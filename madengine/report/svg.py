@@ -175,3 +175,70 @@ def line_chart(series: Sequence[Series], *, title: str, x_count: int, x_labels: 
                    f'<text class="label" x="{left + 16}" y="{ly}">{escape(_truncate(s.name, 80))}</text>')
     out.append("</svg>")
     return "".join(out)
+
+
+#: Point colours of a history chart by verdict (against the run before).
+VERDICT_COLORS = {"regression": "#e15759", "improvement": "#59a14f", "noise": "#4e79a7", "insufficient data": "#bab0ac"}
+
+
+@dataclass
+class HistoryPoint:
+    """One run in a history chart: x-axis label, median, noise band (``low``..``high``, ``None``: unknown), the
+    verdict against the run before (``""``: none) and a tooltip."""
+
+    label: str
+    median: float
+    low: float | None
+    high: float | None
+    verdict: str
+    tooltip: str
+
+
+def history_chart(points: Sequence[HistoryPoint], *, title: str, unit: str = "") -> str:
+    """A benchmark's trend: the medians as a line, the noise band as a shaded area, each run a point coloured by
+    its verdict (:data:`VERDICT_COLORS`; regressions drawn larger). Returns ``<svg class="chart history-chart">``."""
+    left, right, top, bottom, plot_h = 60, 16, 26, 50, 180
+    plot_w, height = WIDTH - left - right, top + plot_h + bottom
+    values = [v for p in points for v in (p.median, p.low, p.high) if v is not None]
+    ticks = nice_ticks(min(values, default=0.0), max(values, default=1.0))
+    lo, hi = ticks[0], ticks[-1]
+    span = max(len(points) - 1, 1)
+
+    def px(i: int) -> float:
+        return left + (i / span if len(points) > 1 else 0.5) * plot_w
+
+    def py(v: float) -> float:
+        return top + plot_h - (v - lo) / ((hi - lo) or 1.0) * plot_h
+
+    out = [f'<svg class="chart history-chart" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
+           f'viewBox="0 0 {WIDTH} {height}" role="img" aria-label={quoteattr(title)}>',
+           f'<text class="chart-title" x="0" y="16">{escape(_truncate(title, 90))}</text>']
+    for tick in ticks:
+        out.append(f'<line class="grid" x1="{left}" y1="{py(tick):.1f}" x2="{left + plot_w}" y2="{py(tick):.1f}"/>'
+                   f'<text class="tick" x="{left - 6}" y="{py(tick) + 4:.1f}" text-anchor="end">'
+                   f'{escape(short_number(tick))}</text>')
+    banded = [(i, p) for i, p in enumerate(points) if p.low is not None and p.high is not None]
+    if len(banded) > 1:
+        upper = " ".join(f"{px(i):.1f},{py(p.high):.1f}" for i, p in banded)  # type: ignore[arg-type]
+        lower = " ".join(f"{px(i):.1f},{py(p.low):.1f}" for i, p in reversed(banded))  # type: ignore[arg-type]
+        out.append(f'<polygon class="band" points="{upper} {lower}" fill="#4e79a7" fill-opacity="0.15"/>')
+    if len(points) > 1:
+        coords = " ".join(f"{px(i):.1f},{py(p.median):.1f}" for i, p in enumerate(points))
+        out.append(f'<polyline class="line" fill="none" stroke="#4e79a7" stroke-width="2" points="{coords}"/>')
+    for i, p in enumerate(points):
+        fill = VERDICT_COLORS.get(p.verdict, "#4e79a7")
+        radius = 6 if p.verdict == "regression" else 4
+        out.append(f'<circle class="point verdict-{escape(p.verdict.replace(" ", "-") or "none")}" '
+                   f'cx="{px(i):.1f}" cy="{py(p.median):.1f}" r="{radius}" fill="{fill}">'
+                   f"<title>{escape(p.tooltip)}</title></circle>")
+    base = top + plot_h
+    out.append(f'<line class="axis" x1="{left}" y1="{base}" x2="{left + plot_w}" y2="{base}"/>')
+    if points:
+        out.append(f'<text class="tick" x="{left}" y="{base + 16}">{escape(_truncate(points[0].label, 40))}</text>'
+                   f'<text class="tick" x="{left + plot_w}" y="{base + 16}" text-anchor="end">'
+                   f'{escape(_truncate(points[-1].label, 40))}</text>')
+    legend = " · ".join(f"{k}" for k in VERDICT_COLORS)
+    out.append(f'<text class="tick" x="{left + plot_w / 2:.1f}" y="{base + 34}" text-anchor="middle">'
+               f'{escape((unit + " · ") if unit else "")}shaded: noise band · points: {escape(legend)}</text>')
+    out.append("</svg>")
+    return "".join(out)

@@ -45,7 +45,9 @@ class PerfRow(BaseModel):
     """One perf.csv row: every column of :data:`PERF_CSV_HEADER` as a string (default ``""``), plus ``reason``.
 
     ``status`` is required; ``node_rank`` names the node of a multi-node job the row came from (like ``reason``, it
-    is reported in the run summary, never written to perf.csv). Numbers given for any column are written with
+    is reported in the run summary, never written to perf.csv). ``samples`` are the performance values of the
+    measured repeats of a ``--repeat N`` run, in run order (``performance`` is then their median); empty for a
+    single run. Numbers given for any column are written with
     ``str()`` (durations are seconds,
     ``performance`` is in the unit named by ``metric``); ``None`` becomes ``""``; a ``tags`` list is joined with
     ``","`` as madengine does. ``reason`` says why a row is FAILURE/SKIPPED; perf.csv has no column for it (adding
@@ -85,6 +87,7 @@ class PerfRow(BaseModel):
     additional_docker_run_options: str = ""
     reason: str = ""
     node_rank: str = ""
+    samples: list[float] = []
 
     @field_validator("*", mode="before")
     @classmethod

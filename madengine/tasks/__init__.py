@@ -15,6 +15,7 @@ from madengine.tasks import jobs as _jobs
 from madengine.tasks import k8s as _k8s
 from madengine.tasks import launchers as _launchers
 from madengine.tasks import report as _report
+from madengine.tasks import results as _results
 from madengine.tasks import run as _run
 from madengine.tasks import slurm as _slurm
 
@@ -30,6 +31,7 @@ ns.add_collection(_slurm.ns)
 ns.add_collection(_jobs.ns)
 ns.add_collection(_k8s.ns)
 ns.add_collection(Collection.from_module(_report, name="report"))
+ns.add_collection(Collection.from_module(_results, name="results"))
 ns.add_collection(Collection.from_module(_launchers, name="launchers"))
 ns.configure({"madengine": dict(DEFAULTS), "run": {"echo_format": "+ {command}"}})
 _site = site_collection()  # ops staff's tasks: site.<name>.* (see madengine.plugins)

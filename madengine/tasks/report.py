@@ -27,6 +27,14 @@ _HELP = {
     "title": "page title of the HTML report",
     "references": "references YAML: expected value and tolerances per model (see README 'Reporting')",
     "allow_missing": "do not fail when a referenced model has no result row",
+    "results_db": "the results store to read with --baseline/--candidate (default madengine-results.db next to the "
+                  "configured perf.csv)",
+    "baseline": "runs in the results store to compare against: run:ID, label:NAME, commit:SHA, since:DATE, "
+                "until:DATE, target:NAME, latest, latest~N (comma = and)",
+    "candidate": "runs in the results store to judge (same terms as --baseline; default latest)",
+    "metric": "the metric, when the model has several",
+    "arch": "the GPU architecture, when the model ran on several",
+    "limit": "at most this many runs (default 50)",
 }
 
 
@@ -70,18 +78,50 @@ def report(c, csv=None, summary=None, label=None, format="table", output=None):
     _emit(render(sources), output, f"{format} report", sources, summary)
 
 
+def _fraction(threshold: Any) -> float:
+    from madengine.errors import ConfigError
+
+    try:
+        value = 0.05 if threshold in (None, "") else float(threshold)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 10:
+        raise ConfigError(f"--threshold {threshold!r}: give a fraction, e.g. 0.05 for 5%")
+    return value
+
+
+def _verdicts(c: Any, results_db: str | None, baseline: str | None, candidate: str | None,
+              threshold: Any) -> list[Any]:
+    from madengine.errors import ConfigError
+    from madengine.report.verdicts import compare_store
+    from madengine.tasks.results import open_from_task
+
+    if not baseline:
+        raise ConfigError("--candidate needs --baseline (the runs to compare against, e.g. label:nightly)")
+    store = open_from_task(c, results_db)
+    try:
+        return compare_store(store, baseline, candidate or "latest", threshold=_fraction(threshold))
+    finally:
+        store.close()
+
+
 @mad_task(iterable=_ITERABLE, help={**_HELP, "format": "table (default), json or markdown"})
-def compare(c, csv=None, summary=None, label=None, by="model", threshold=None, format="table", output=None):
-    """Compare runs side by side (first --csv = baseline): absolute and relative change per model and metric."""
+def compare(c, csv=None, summary=None, label=None, by="model", threshold=None, format="table", output=None,
+            results_db=None, baseline=None, candidate=None):
+    """Compare runs: perf.csv files side by side (first --csv = baseline), or runs of the results store with
+    --baseline/--candidate: a verdict per model and metric (regression, improvement, noise, insufficient data)."""
     from madengine.errors import ConfigError
     from madengine.report import compare as compare_mod
 
     if format not in ("table", "json", "markdown"):
         raise ConfigError(f"--format {format!r}: report.compare writes table, json or markdown")
-    try:
-        limit = 0.05 if threshold in (None, "") else float(threshold)
-    except ValueError:
-        raise ConfigError(f"--threshold {threshold!r}: give a fraction, e.g. 0.05 for 5%") from None
+    if baseline or candidate:
+        from madengine.report.verdicts import render_verdicts
+
+        text = render_verdicts(_verdicts(c, results_db, baseline, candidate, threshold), format)
+        _emit(text, output, "comparison", [], summary)
+        return
+    limit = _fraction(threshold)
     sources = _sources(c, csv, summary, label)
     result = compare_mod.compare(sources, by=by, threshold=limit)
     if format == "json":
@@ -93,13 +133,25 @@ def compare(c, csv=None, summary=None, label=None, by="model", threshold=None, f
     _emit(text, output, "comparison", sources, summary)
 
 
-@mad_task(iterable=_ITERABLE, help=_HELP)
-def html(c, csv=None, summary=None, label=None, output="report.html", title="madengine report"):
+@mad_task(iterable=[*_ITERABLE, "history"], help={**_HELP, "history": "also plot this model's history from the "
+                                                   "results store (noise band, verdicts; repeatable)"})
+def html(c, csv=None, summary=None, label=None, output="report.html", title="madengine report", history=None,
+         results_db=None):
     """Write one self-contained HTML report (table, failures, comparison, SVG charts); no network needed."""
     from madengine.report.html import render_html
 
     sources = _sources(c, csv, summary, label)
-    _emit(render_html(sources, title=title), output, "HTML report", sources, summary)
+    charts = []
+    if history:
+        from madengine.report import verdicts
+        from madengine.tasks.results import open_from_task
+
+        store = open_from_task(c, results_db)
+        try:
+            charts = [verdicts.history_svg(*verdicts.history(store, model)) for model in history]
+        finally:
+            store.close()
+    _emit(render_html(sources, title=title, histories=charts), output, "HTML report", sources, summary)
 
 
 @mad_task(iterable=_ITERABLE, help=_HELP)
@@ -112,14 +164,46 @@ def junit(c, csv=None, summary=None, label=None, output="junit.xml"):
 
 
 @mad_task(iterable=_ITERABLE, help=_HELP)
-def check(c, references=None, csv=None, summary=None, label=None, allow_missing=False):
-    """Check the newest results against a references YAML; exit 3 listing every metric out of bounds."""
-    from madengine.errors import ConfigError
+def check(c, references=None, csv=None, summary=None, label=None, allow_missing=False, results_db=None,
+          baseline=None, candidate=None, threshold=None):
+    """Check the newest results against a references YAML, or runs of the results store against a baseline
+    (--baseline/--candidate); exit 3 listing every metric out of bounds or regressed."""
+    from madengine.errors import ConfigError, RunError
     from madengine.report import check as check_mod
 
+    if baseline or candidate:
+        from madengine.report.verdicts import render_verdicts
+
+        judged = _verdicts(c, results_db, baseline, candidate, threshold)
+        say(render_verdicts(judged))
+        regressed = [j for j in judged if j.verdict.kind == "regression"]
+        if regressed:
+            raise RunError(f"{len(regressed)} regression(s): " + "; ".join(
+                f"{j.model} {j.metric}: {j.verdict.reason}" for j in regressed[:5]))
+        return
     if not references:
         raise ConfigError("report.check needs --references F (a YAML file; see README 'Reporting')")
     refs = check_mod.load_references(references)
     outcomes = check_mod.check(_sources(c, csv, summary, label), refs)
     say(check_mod.render_check(outcomes))
     check_mod.raise_for_outcomes(outcomes, allow_missing=allow_missing)
+
+
+@mad_task(help={**_HELP, "format": "table (default), json or markdown", "model": "the model's name"})
+def history(c, model, metric=None, arch=None, results_db=None, threshold=None, limit=50, format="table",
+            output=None):
+    """A model's results over its runs in the results store: median, samples, noise band, verdict vs the run
+    before."""
+    from madengine.errors import ConfigError
+    from madengine.report import verdicts
+    from madengine.tasks.results import open_from_task
+
+    if format not in ("table", "json", "markdown"):
+        raise ConfigError(f"--format {format!r}: report.history writes table, json or markdown")
+    store = open_from_task(c, results_db)
+    try:
+        key, points = verdicts.history(store, model, metric=metric or "", gpu_architecture=arch or "",
+                                       threshold=_fraction(threshold), limit=int(limit))
+    finally:
+        store.close()
+    _emit(verdicts.render_history(key, points, format), output, "history", [], None)

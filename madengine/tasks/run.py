@@ -56,6 +56,14 @@ def workflow(c: Any, target: str | None, workflow_options: WorkflowOptions, opti
 
         check_appendable(opts["output"])  # a foreign or cut-short perf.csv: refused before anything is built
     nodes = (target_options or {}).get("nodes")
+    dry = options.skip_model_run or bool((target_options or {}).get("dry_run"))
+
+    def check_store(ctx: dict[str, Any]) -> None:  # a bad --results-db or a dead server: before anything is built
+        if not dry:
+            from madengine.results import recording
+
+            recording.check(w.results_db, ctx, opts["output"])
+
     if w.manifest_file:
         build_only = [run_spec.flag_of(f) for f in run_spec.build_fields(only=True) if getattr(w, f.name)]
         if build_only:
@@ -66,6 +74,7 @@ def workflow(c: Any, target: str | None, workflow_options: WorkflowOptions, opti
         chosen = target or api.deploy_target(ctx)
         run_spec.check_supported(options, chosen, _honours(chosen))
         api.check_launcher(ctx, nodes=nodes)  # before anything is submitted
+        check_store(ctx)
         hub = w.hub  # None: the hub recorded in the manifest
     else:
         ctx = api.load_context(w.additional_context, opts["additional_context_file"])
@@ -77,6 +86,7 @@ def workflow(c: Any, target: str | None, workflow_options: WorkflowOptions, opti
         chosen = target or api.deploy_target(ctx)  # validate before building
         run_spec.check_supported(options, chosen, _honours(chosen))
         api.preflight(opts["hub"], w.tags, w.exclude_tags, ctx, local=chosen == "local")
+        check_store(ctx)
         try:
             manifest = api.build(opts["hub"], w.tags, exclude_tags=w.exclude_tags, ctx=ctx, target_archs=w.target_archs,
                                  registry=opts["registry"], clean_cache=w.clean_docker_cache,
@@ -89,7 +99,7 @@ def workflow(c: Any, target: str | None, workflow_options: WorkflowOptions, opti
             manifest = e.manifest
         hub = opts["hub"]
     summary = api.run(manifest, ctx, target=target, hub=hub, output=opts["output"], options=options,
-                      target_options=target_options)
+                      target_options=target_options, results_db=w.results_db, label=w.label or "")
     submitted_only = any((target_options or {}).get(k) for k in ("dry_run", "no_wait"))
     if not options.skip_model_run and not submitted_only:
         say(f"{len(summary.rows)} row(s) appended to {summary.output}")

@@ -142,7 +142,7 @@ def run_model_native(req: RunRequest, echo: Callable[[str], None]) -> list[PerfR
         env["PATH"] = os.pathsep.join(p for p in (bindir, env.get("PATH", "")) if p)
     path, log = begin(req, plan, workspace, script.render(req, plan, workspace=str(workspace), datahome=datahome))
     try:
-        code = run_script(path, workspace, env, script.total_limit(plan), log.write, cpu_list(req))
+        code = run_script(path, workspace, env, script.total_limit(plan, script.runs(req)), log.write, cpu_list(req))
     except BaseException:
         discard(req, workspace)
         raise

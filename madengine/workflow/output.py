@@ -79,11 +79,16 @@ def _finite(value: str) -> bool:
 
 
 def rows_from_output(req: RunRequest, row: PerfRow, output: str | Path, model_dir: Path,
-                      workspace: Path) -> list[PerfRow]:
+                      workspace: Path, results_csv: Path | None = None) -> list[PerfRow]:
+    """The perf rows of one run of the model step from its ``output``: one row (the first finite ``performance:``
+    line), or one per line of the model's ``multiple_results`` CSV, found in ``model_dir``, else at the top of
+    ``workspace`` (``results_csv``: that file instead, e.g. a measured run's copy of a repeated run). An error
+    marker in the output fails every row."""
     parsed, marker, rejected = scan_output(output, req.ctx, req.masker)
     multiple = req.model.multiple_results
     if multiple:
-        csv_path = next((p for p in (model_dir / multiple, workspace / multiple) if p.is_file()), model_dir / multiple)
+        csv_path = results_csv or next((p for p in (model_dir / multiple, workspace / multiple) if p.is_file()),
+                                       model_dir / multiple)
         try:
             results = parse_multiple_results(csv_path)
         except MadEngineError as e:

@@ -99,6 +99,14 @@ def env_csv_name(model_name: str) -> str:
     return f"{model_name.replace('/', '_')}_env.csv"
 
 
+def _image_sha(req: RunRequest) -> str:
+    """``docker_sha``: the build's recorded digest, else the ID of the image the model runs in (the run checks it
+    is the one on the node); ``""`` for a native run (no image)."""
+    if req.ctx.get("runtime") == "native":
+        return ""
+    return req.build.docker_sha or req.build.image_id
+
+
 def base_row(req: RunRequest) -> PerfRow:
     """The perf row fields known before the model runs (model, GPUs, image, machine, ...)."""
     model, build = req.model, req.build
@@ -107,7 +115,8 @@ def base_row(req: RunRequest) -> PerfRow:
         model=model.name, n_gpus=str(req.gpus.count * req.nnodes), nnodes=str(req.nnodes),
         gpus_per_node=str(req.gpus.count),
         training_precision=model.training_precision, args=model.args, tags=",".join(model.tags),
-        docker_file=build.dockerfile, base_docker=build.base_docker, docker_sha=build.docker_sha, docker_image=req.image, machine_name=socket.gethostname(),
+        docker_file=build.dockerfile, base_docker=build.base_docker, docker_sha=_image_sha(req),
+        docker_image=req.image, machine_name=socket.gethostname(),
         deployment_type=req.deployment_type,
         launcher=str(req.ctx.get("launcher") or (req.ctx.get("distributed") or {}).get("launcher") or ""),
         gpu_architecture=req.gpus.architecture,

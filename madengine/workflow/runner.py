@@ -88,11 +88,11 @@ def run_model(client: Any, req: RunRequest, echo: Callable[[str], None]) -> list
         if req.options.keep_alive:  # an idle container the user can enter afterwards; the steps run in one exec
             container = docker_engine.start_container(client, spec)
             done = docker_engine.exec_stream(client, container, steps, workdir=WORKSPACE, env={}, on_output=log.write,
-                                             timeout=script.total_limit(plan))
+                                             timeout=script.total_limit(plan, script.runs(req)))
         else:  # the step script is the container's main process: no idle process to kill, as `docker run` does
             container = docker_engine.create_container(client, spec, steps, workdir=WORKSPACE)
             done = docker_engine.run_attached(container, req.image, on_output=log.write,
-                                              timeout=script.total_limit(plan))
+                                              timeout=script.total_limit(plan, script.runs(req)))
         if done.timed_out:
             status = "the step script hung past every step's limit; the container was stopped"
     except BaseException:

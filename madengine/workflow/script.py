@@ -9,8 +9,17 @@ The script writes, under ``<workspace>/.madengine/`` (:data:`STATE_DIR`):
 - ``model.out``: the model step's output (the only text parsed for ``performance:`` lines);
 - ``data_size``: bytes under ``MAD_DATAHOME`` after the pre-steps (when the model has data).
 
-When results cannot be read from a shared file system (Kubernetes pods), the script prints those files and the
-declared artifacts as a base64 tar.gz between :data:`BUNDLE_BEGIN` and :data:`BUNDLE_END` at the end of its output
+Repeats (``--repeat N --warmup K``, :func:`counts`; with N = 1 and K = 0 the script is the single-run one above):
+the model step runs K times as steps ``warmup 1`` .. ``warmup K`` (output in the log only, never parsed; the
+``multiple_results`` CSV each wrote is deleted), then N measured times as steps ``model``, ``model 2`` ..
+``model N`` (:func:`measured_name`) with outputs ``model.out``, ``model.2.out`` .. ``model.N.out``
+(:func:`measured_output`); after measured run i its ``multiple_results`` CSV is copied to ``repeat-<i>/<file name>``
+(:func:`repeat_csv`) and, unless it was the last run, deleted. The first failed or timed-out run stops the
+remaining ones (the post-steps still run); each run has the model step's time limit. :mod:`.steps` parses every
+measured run like a single run and combines them (:func:`madengine.workflow.steps.combine_repeats`).
+
+When results cannot be read from a shared file system (Kubernetes pods), the script prints those files (every
+measured run's output and CSV included) and the declared artifacts as a base64 tar.gz between :data:`BUNDLE_BEGIN` and :data:`BUNDLE_END` at the end of its output
 (:func:`split_bundle`, :func:`unpack_bundle`).
 """
 
@@ -23,7 +32,7 @@ import math
 import re
 import shlex
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,19 +59,60 @@ class StepResult:
 
 @dataclass
 class Outcome:
-    """How a step script went. ``failure`` names a failed pre-step (the model was skipped) or a script that did not
-    finish; ``model`` is the model step's result (``None`` when it did not run); ``data_duration`` is the custom
-    data step's wall time and ``data_size`` the bytes measured under ``MAD_DATAHOME`` (``None`` when unknown)."""
+    """How a step script went. ``failure`` names a failed pre-step (the model was skipped), a failed warmup run or
+    a script that did not finish; ``model`` is the (first measured) model step's result (``None`` when it did not
+    run) and ``repeats`` every measured run that reported, in order (``[model]`` for a single run);
+    ``data_duration`` is the custom data step's wall time and ``data_size`` the bytes measured under
+    ``MAD_DATAHOME`` (``None`` when unknown)."""
 
     failure: str = ""
     model: StepResult | None = None
     data_duration: float = 0.0
     data_size: int | None = None
+    repeats: list[StepResult] = field(default_factory=list)
 
     @property
     def duration(self) -> float:
-        """The model step's wall time in seconds (0 when it did not run)."""
-        return self.model.duration if self.model else 0.0
+        """The measured model runs' total wall time in seconds (0 when none ran)."""
+        return sum(r.duration for r in self.repeats) if self.repeats else (self.model.duration if self.model else 0.0)
+
+
+def counts(req: RunRequest) -> tuple[int, int]:
+    """``(repeat, warmup)``: how many measured and warmup runs of the model step the run options ask for."""
+    return int(req.options.repeat), int(req.options.warmup)
+
+
+def repeated(req: RunRequest) -> bool:
+    """Whether the run has repeats or warmups (else the script is the single-run one)."""
+    repeat, warmup = counts(req)
+    return repeat > 1 or warmup > 0
+
+
+def runs(req: RunRequest) -> int:
+    """How many times the model step runs in all (warmups and measured runs)."""
+    repeat, warmup = counts(req)
+    return repeat + warmup
+
+
+def measured_name(index: int) -> str:
+    """The ``steps.tsv`` name of measured run ``index`` (1-based): ``model``, ``model 2``, ..."""
+    return "model" if index == 1 else f"model {index}"
+
+
+def warmup_name(index: int) -> str:
+    """The ``steps.tsv`` name of warmup run ``index`` (1-based): ``warmup 1``, ``warmup 2``, ..."""
+    return f"warmup {index}"
+
+
+def measured_output(workspace: Path, index: int) -> Path:
+    """The output of measured run ``index`` (1-based): ``.madengine/model.out``, ``model.2.out``, ..."""
+    return workspace / STATE_DIR / ("model.out" if index == 1 else f"model.{index}.out")
+
+
+def repeat_csv(workspace: Path, index: int, multiple_results: str) -> Path:
+    """Where measured run ``index`` (1-based) of a repeated run left its ``multiple_results`` CSV:
+    ``.madengine/repeat-<index>/<file name>``."""
+    return workspace / STATE_DIR / f"repeat-{index}" / Path(multiple_results).name
 
 
 def _limit(seconds: float | None) -> int:
@@ -91,6 +141,8 @@ def bundle_paths(req: RunRequest, plan: Plan) -> list[str]:
     for pattern in req.tools.outputs:
         path = f"{plan.model_dir}/{pattern}"
         words.append(path if _GLOB_SAFE.match(path) and ".." not in path.split("/") else shlex.quote(path))
+    if repeated(req):  # every measured run's output and multiple_results CSV (globs)
+        words += [f"{STATE_DIR}/model.*.out", f"{STATE_DIR}/repeat-*"]
     return words
 
 
@@ -99,12 +151,18 @@ def render(req: RunRequest, plan: Plan, *, workspace: str, datahome: str = "", b
 
     ``workspace`` is where the workspace is as the runtime sees it (``/myworkspace`` in a container or pod, the host
     directory natively; paths the steps name under ``/myworkspace`` are rewritten to it); ``datahome`` the default
-    ``MAD_DATAHOME`` (empty when the model has no data); ``bundle`` prints the results bundle at the end.
+    ``MAD_DATAHOME`` (empty when the model has no data); ``bundle`` prints the results bundle at the end. The run
+    options' ``repeat`` and ``warmup`` give the model step's runs (see the module docstring); with 1 and 0 the
+    script is exactly the single-run one.
 
     Raises:
         ConfigError: a step environment name that is not a shell name, or a broken template.
     """
+    repeat, warmup = counts(req)
+    multiple = req.model.multiple_results
     variables = {
+        "repeats": repeated(req), "repeat": repeat, "warmup": warmup, "multiple": multiple,
+        "multiple_name": Path(multiple).name if multiple else "",
         "model": req.model.name, "image": req.image, "run_id": req.run_id, "workspace": workspace,
         "datahome": datahome, "model_dir": plan.model_dir, "kill_grace": KILL_GRACE,
         "pre": [_template_step(s, workspace) for s in plan.pre],
@@ -145,11 +203,14 @@ def read_steps(workspace: Path) -> list[StepResult]:
     return results
 
 
-def read_outcome(workspace: Path, plan: Plan, script_status: str = "") -> Outcome:
+def read_outcome(workspace: Path, plan: Plan, script_status: str = "", *, repeat: int = 1,
+                 warmup: int = 0) -> Outcome:
     """The outcome of the script that ran in ``workspace``.
 
     ``script_status`` describes how the script itself ended when that was abnormal (e.g. "the container was
-    stopped"): it becomes the failure when the model step never reported.
+    stopped"): it becomes the failure when the model step never reported. ``repeat`` and ``warmup`` are the
+    measured and warmup runs of the model step the script was rendered with: a failed warmup run (``warmup 2 of 3:
+    timed out after 60 s``) is the failure; ``repeats`` holds the measured runs that reported.
     """
     steps = read_steps(workspace)
     outcome = Outcome()
@@ -164,14 +225,34 @@ def read_outcome(workspace: Path, plan: Plan, script_status: str = "") -> Outcom
             why = "timed out" if done.timed_out else f"exited with code {done.exit_code}"
             outcome.failure = f"{step.name} {why}"
             return outcome
-    outcome.model = by_name.get("model")
+    unreported = script_status or f"the step script ended before the model step reported (no line in " \
+                                  f"{STATE_DIR}/steps.tsv)"
+    for index in range(1, warmup + 1):
+        done = by_name.get(warmup_name(index))
+        if done is None or done.timed_out or done.exit_code != 0:
+            why = unreported if done is None else run_failure(done, plan.model_step.timeout)
+            outcome.failure = f"warmup {index} of {warmup}: {why}"
+            return outcome
+    for index in range(1, repeat + 1):
+        done = by_name.get(measured_name(index))
+        if done is None:
+            break
+        outcome.repeats.append(done)
+    outcome.model = outcome.repeats[0] if outcome.repeats else None
     if outcome.model is None:
-        outcome.failure = script_status or "the step script ended before the model step reported (no line in " \
-                                           f"{STATE_DIR}/steps.tsv)"
+        outcome.failure = unreported
     size = workspace / STATE_DIR / "data_size"
     if size.is_file() and size.read_text().strip().isdigit():
         outcome.data_size = int(size.read_text().strip())
     return outcome
+
+
+def run_failure(step: StepResult, timeout: float | None) -> str:
+    """Why a run of the model step failed (``""``: it did not): ``timed out after 60 s`` or ``run command exited
+    with code 3``."""
+    if step.timed_out:
+        return f"timed out after {timeout or 0:.0f} s"
+    return f"run command exited with code {step.exit_code}" if step.exit_code != 0 else ""
 
 
 def model_output(workspace: Path) -> Path:
@@ -218,10 +299,11 @@ def unpack_bundle(data: bytes, dest: Path) -> list[Path]:
     return written
 
 
-def total_limit(plan: Plan) -> float | None:
-    """Seconds after which the runtime may treat the whole script as hung: every step's limit plus its kill grace,
-    plus a minute (``None`` when the model step has no limit)."""
-    steps = [*plan.pre, plan.model_step, *plan.post]
+def total_limit(plan: Plan, model_runs: int = 1) -> float | None:
+    """Seconds after which the runtime may treat the whole script as hung: every step's limit plus its kill grace
+    (the model step's ``model_runs`` times: warmups and measured runs, :func:`runs`), plus a minute (``None`` when
+    the model step has no limit)."""
+    steps = [*plan.pre, *[plan.model_step] * max(1, model_runs), *plan.post]
     if any(s.timeout is None for s in steps):
         return None
     return sum(float(s.timeout or 0) + KILL_GRACE + 5 for s in steps) + 60

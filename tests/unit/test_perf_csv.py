@@ -55,7 +55,7 @@ def header_lines(path: Path) -> int:
 def test_header_is_madengine_v2() -> None:
     assert ",".join(PERF_CSV_HEADER) == HEADER_TEXT
     assert len(PERF_CSV_HEADER) == 29
-    assert list(PerfRow.model_fields) == [*PERF_CSV_HEADER, "reason", "node_rank"]  # neither is written
+    assert list(PerfRow.model_fields) == [*PERF_CSV_HEADER, "reason", "node_rank", "samples"]  # none is written
 
 
 def test_row_to_csv_dict() -> None:
@@ -413,11 +413,15 @@ def test_one_row_schema_for_perf_csv_summary_and_reports() -> None:
 
     assert set(RECORD_FIELDS) - {"log"} <= set(PerfRow.model_fields)
     assert set(RECORD_FIELDS) >= NUMERIC_FIELDS
-    assert SummaryEntry is ResultRecord and issubclass(ReportRow, ResultRecord)
+    assert issubclass(SummaryEntry, ResultRecord) and issubclass(ReportRow, ResultRecord)
     assert tuple(f.name for f in fields(ReportRow))[:len(RECORD_FIELDS)] == RECORD_FIELDS
     row = PerfRow(model="m", status="FAILURE", performance="12.5", metric="s", build_duration="bad", node_rank="1",
                   reason="exit 3", relative_change="+1.00%")
     entry = build_summary([row], logs={"m": "m.log"}).models[0]
     assert (entry.performance, entry.build_duration, entry.node_rank, entry.reason, entry.log) == \
         (12.5, None, "1", "exit 3", "m.log")
-    assert ReportRow.from_cells(dict(row), source="x") == ReportRow(**{**asdict(entry), "log": ""}, source="x")
+    record = {name: value for name, value in asdict(entry).items() if name in RECORD_FIELDS}
+    assert ReportRow.from_cells(dict(row), source="x") == ReportRow(**{**record, "log": ""}, source="x")
+    assert entry.min is None  # no samples: no statistics
+    repeated = build_summary([row.model_copy(update={"samples": [10.0, 12.5, 11.0, 30.0]})]).models[0]
+    assert (repeated.min, repeated.max) == (10.0, 30.0) and repeated.ci_low <= 11.75 <= repeated.ci_high

@@ -130,7 +130,7 @@ def plan_model(image_name: str, build: BuiltImage, model: Model, ctx: dict[str, 
     text = script.render(req, run_plan, workspace=WORKSPACE, datahome=req.data.home if req.data else "", bundle=True)
     files[f"{script.STATE_DIR}/{script.SCRIPT_NAME}"] = (text.encode(), 0o755)
     env = {k: v for k, v in container_env(req).items() if k not in secret_env} | dict(cfg.env_vars)
-    limit = script.total_limit(run_plan)
+    limit = script.total_limit(run_plan, script.runs(req))
     name = job_name(model.name, run_id)
     plan = objects.JobPlan(
         job_name=name, namespace=cfg.namespace, run_id=run_id, model=model.name, image=ref,

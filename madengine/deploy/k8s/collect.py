@@ -1,6 +1,8 @@
 """After a Job: every pod's log saved (masked, without the results bundle), and the perf rows read from rank 0's
 results bundle (:mod:`madengine.workflow.script`) with the same code as ``run.local``
-(:func:`madengine.workflow.steps.finish`): step outcomes, the model's output, ``multiple_results``, artifacts.
+(:func:`madengine.workflow.steps.finish`): step outcomes, the model's output, ``multiple_results``, artifacts; for
+``--repeat N --warmup K`` every measured run's output and CSV travel in the bundle and are combined there
+(:func:`madengine.workflow.steps.combine_repeats`), as on every other target.
 
 Files (next to perf.csv): ``<log base>.k8s.<pod>.log`` for every pod, and ``<log base>.run.live.log`` (the log the
 rows came from, as ``run.local`` names it); artifacts as with ``run.local`` (``<model>_env.csv``,

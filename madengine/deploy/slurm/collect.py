@@ -4,7 +4,9 @@ A job directory holds ``results/<node>/perf.csv`` (one per node, written by that
 the node's ``*.run.live.log`` files beside it. :func:`collect` reads every node's rows, stamps them with
 ``deployment_type=slurm``, ``nnodes`` and ``gpus_per_node``, adds one FAILURE row for each node that wrote none (a
 job killed by its time limit, cancelled, or failed before the model ran: the reason names the Slurm state), and
-the shared loop (:mod:`madengine.deploy.contract`) appends them to perf.csv once.
+the shared loop (:mod:`madengine.deploy.contract`) appends them to perf.csv once. perf.csv has no place for a row's
+reason or the ``samples`` of a ``--repeat N`` run (its measured runs' values): both come from the node's run summary
+(``results/<node>/run-summary.json``, same rows in the same order).
 """
 
 from __future__ import annotations
@@ -33,31 +35,36 @@ def node_results(local_dir: Path) -> dict[str, list[dict[str, str]]]:
     return found
 
 
-def _reasons(summary: Path, count: int) -> list[str]:
-    """The reasons of a node's rows from its run summary (same order as its perf.csv); blanks when unreadable."""
+def _summary_fields(summary: Path, count: int) -> list[tuple[str, list[float]]]:
+    """The reason and samples of each of a node's rows from its run summary (same order as its perf.csv); blanks
+    when unreadable or when it does not list ``count`` rows."""
     import json
+
+    from madengine.results.record import samples
 
     try:
         entries = json.loads(summary.read_text(encoding="utf-8")).get("models") or []
     except (OSError, ValueError, AttributeError):
         entries = []
-    found = [str(e.get("reason") or "") for e in entries if isinstance(e, dict)]
-    return found if len(found) == count else [""] * count
+    found = [(str(e.get("reason") or ""), samples(e.get("samples"))) for e in entries if isinstance(e, dict)]
+    return found if len(found) == count else [("", [])] * count
 
 
 def rows_for_job(record: JobRecord, status: JobStatus) -> list[PerfRow]:
     """The perf rows of one finished job (see the module docstring and :func:`madengine.deploy.jobs.MULTI_NODE_RULE`);
     never empty for a finished job."""
     local_dir = Path(record.local_dir)
-    stamp = {"deployment_type": "slurm", "nnodes": str(record.nnodes), "gpus_per_node": str(record.gpus_per_node)}
+    stamp: dict[str, Any] = {"deployment_type": "slurm", "nnodes": str(record.nnodes),
+                             "gpus_per_node": str(record.gpus_per_node)}
     rows: list[PerfRow] = []
     per_node = node_results(local_dir)
     for node, node_rows in per_node.items():
         node_dir = local_dir / "results" / node
-        reasons = _reasons(node_dir / "run-summary.json", len(node_rows))
+        from_summary = _summary_fields(node_dir / "run-summary.json", len(node_rows))
         rank_file = node_dir / "node_rank"
-        for raw, reason in zip(node_rows, reasons, strict=True):
+        for raw, (reason, samples) in zip(node_rows, from_summary, strict=True):
             values: dict[str, Any] = {k: raw.get(k, "") for k in PERF_CSV_HEADER}
+            values["samples"] = samples
             values.update(stamp)
             if values["status"] not in ("SUCCESS", "FAILURE", "SKIPPED"):
                 values["status"] = "FAILURE"

@@ -51,7 +51,7 @@ json.dump({"docker_env_vars": env}, open(sys.argv[1], "w"))' "$work/node-context
     echo "madengine: node $node NODE_RANK=$NODE_RANK RANK=$RANK work=$work"
     cd "$work"
     "$MAD_PYTHON" -m madengine run.local --manifest-file "$work/build_manifest.json" --hub "$MAD_HUB" \
-        --output "$results/perf.csv" --summary-output "$results/run-summary.json" \
+        --output "$results/perf.csv" --summary-output "$results/run-summary.json" --results-db none \
         --additional-context-file "$work/node-context.json"
 }
 export -f mad_node_step

@@ -1,0 +1,151 @@
+"""``results.ingest``: existing perf.csv files into the results store, idempotently, so a team imports its history.
+
+Reads this project's perf.csv, madengine v2's (the same 29 columns) and madengine v1's (24-25 columns written with
+``", "`` separators), streamed (constant memory). Each file becomes one run ``csv-<16 hex digits of its absolute
+path>`` (``source`` ``ingest``, started at the file's modification time); each row one result row whose key is a
+SHA-256 of its cells and its occurrence among identical rows of the file. Ingesting the same file again, or a file
+that has grown since, adds only the rows not stored yet; the same rows in a copy of the file under another path are
+not added twice either. Columns that are not perf.csv's (e.g. a v1 file's own extras) go to ``extra`` as JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from madengine.errors import PerfCsvError
+from madengine.results.perf_csv import PERF_CSV_HEADER, READ_REQUIRED_COLUMNS
+from madengine.results.record import number
+from madengine.results.store import RunInfo, Store, csv_digest
+
+
+@dataclass
+class Ingested:
+    """What one ingest did: the file, its run id, rows read and rows newly stored."""
+
+    path: Path
+    run_id: str
+    read: int
+    inserted: int
+
+
+def iter_csv(path: str | Path) -> Iterator[dict[str, str]]:
+    """The data rows of a perf.csv (any generation) as ``{column: value}``, streamed under a shared lock.
+
+    Raises:
+        PerfCsvError: missing/unreadable file, not UTF-8, malformed CSV or a header without
+            ``model/performance/metric/status`` (``file:line`` and the problem).
+    """
+    from madengine.results._append import open_locked
+
+    path = Path(path)
+    with open_locked(path, write=False) as fd, os.fdopen(os.dup(fd), "rb") as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        header: list[str] | None = None
+        v1 = False
+        reader = csv.reader(text, strict=True)
+        try:
+            for cells in reader:
+                if not any(cell.strip() for cell in cells):
+                    continue
+                if header is None:
+                    v1 = len(cells) > 1 and all(c.startswith(" ") for c in cells[1:] if c)
+                    header = [c.strip() for c in cells]
+                    missing = [c for c in READ_REQUIRED_COLUMNS if c not in header]
+                    if missing:
+                        raise PerfCsvError(f"{path}:{reader.line_num}: not a perf.csv header: missing column(s) "
+                                           f"{', '.join(missing)}")
+                    continue
+                if v1:
+                    cells = [c.strip() for c in cells]
+                if len(cells) > len(header) and not any(c.strip() for c in cells[len(header):]):
+                    cells = cells[: len(header)]
+                if len(cells) != len(header):
+                    raise PerfCsvError(f"{path}:{reader.line_num}: {len(cells)} fields, but the header has "
+                                       f"{len(header)}")
+                yield dict(zip(header, cells, strict=True))
+        except csv.Error as e:
+            raise PerfCsvError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
+        except UnicodeDecodeError as e:
+            raise PerfCsvError(f"{path}:{reader.line_num + 1}: not UTF-8 text ({e.reason})") from None
+
+
+def ingest_csv(store: Store, path: str | Path, *, label: str = "") -> Ingested:
+    """Load the perf.csv at ``path`` into ``store`` (see the module docstring); returns what was read and added.
+
+    Raises:
+        PerfCsvError: the file cannot be read (nothing of it is stored after the failing batch... rows before it
+            are, and a second ingest after the fix adds the rest without duplicates);
+        StoreError: the database refused or did not answer.
+    """
+    from madengine.results.stats import infer_direction
+
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise PerfCsvError(f"--csv {path}: no such file")
+    run_id = "csv-" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    store.begin_run(RunInfo(run_id=run_id, started_at=path.stat().st_mtime, ended_at=path.stat().st_mtime,
+                            command=f"results.ingest --csv {path}", target="ingest", label=label,
+                            output=str(path), source="ingest"))
+    now = time.time()
+    directions: dict[str, str] = {}
+
+    def records() -> Iterator[dict[str, Any]]:
+        seen: dict[str, int] = {}
+        for cells in iter_csv(path):
+            values = {name: cells.get(name, "") for name in PERF_CSV_HEADER}
+            identity = "\x1f".join(values.values())
+            seen[identity] = seen.get(identity, -1) + 1
+            csv_key = csv_digest(values.values())
+            metric = values["metric"]
+            if metric not in directions:
+                directions[metric] = infer_direction(metric)
+            extra = {k: v for k, v in cells.items() if k not in values}
+            yield {**values, "run_id": run_id, "recorded_at": now, "value": number(values["performance"]),
+                   "repeat_index": 0, "node_rank": cells.get("node_rank", ""), "reason": cells.get("reason", ""),
+                   "metric_direction": directions[metric], "build_fingerprint": "",
+                   "extra": json.dumps(extra, sort_keys=True) if extra else "", "csv_key": csv_key,
+                   "row_key": hashlib.sha256(f"csv\x1f{identity}\x1f{seen[identity]}".encode(
+                       "utf-8", errors="surrogatepass")).hexdigest()}
+
+    read, inserted = store.add_result_records(_not_recorded(store, records()))
+    return Ingested(path, run_id, read, inserted)
+
+
+def _not_recorded(store: Store, records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """``records`` without the rows a recorded run already stored (same ``csv_key``: as many occurrences as runs
+    stored), checked one batch at a time. Skipped rows are still counted as read."""
+    import sqlalchemy as sa
+
+    r = store.results
+    recorded: dict[str, int] = {}
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> Iterator[dict[str, Any]]:
+        keys = list({record["csv_key"] for record in batch} - set(recorded))
+        for start in range(0, len(keys), 1000):
+            query = (sa.select(r.c.csv_key, sa.func.count().label("n"))
+                     .where(r.c.csv_key.in_(keys[start:start + 1000]), ~r.c.run_id.startswith("csv-"))
+                     .group_by(r.c.csv_key))
+            recorded.update({row["csv_key"]: row["n"] for row in store.query(query)})
+        for record in batch:
+            left = recorded.get(record["csv_key"], 0)
+            if left:
+                recorded[record["csv_key"]] = left - 1
+                record = {**record, "skip": True}
+            yield record
+
+    for record in records:
+        batch.append(record)
+        if len(batch) >= 5000:
+            yield from flush()
+            batch = []
+    yield from flush()

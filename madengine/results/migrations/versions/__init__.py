@@ -1,0 +1,1 @@
+"""The revisions, oldest first (``down_revision`` links them)."""

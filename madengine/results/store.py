@@ -1,0 +1,418 @@
+"""The results store: every run and every result sample in a SQL database, with history across runs.
+
+perf.csv (madengine v2's 29-column export) keeps one row per model and run; the store keeps what a performance team
+needs on top of it: which run a row belongs to (command line, target, context hash, hub commit, madengine version,
+label), every sample of a ``--repeat N`` run (``repeat_index``), the node rank of a multi-node job, the row's
+``reason``, the metric direction decided when the row was written, and provenance (build fingerprint).
+
+Where: an SQLite file next to perf.csv (:data:`DEFAULT_FILE`) unless ``--results-db URL`` or the context key
+``results_db`` says otherwise (:func:`resolve_url`); ``postgresql+psycopg://user:pass@host/db`` for a team server
+(the ``postgres`` extra). The SQL is SQLAlchemy Core, so one code path serves both; the schema is created and
+upgraded by Alembic migrations (``madengine/results/migrations``), run only when the database's revision is not
+:data:`SCHEMA_REVISION`.
+
+Writes are idempotent: every result row has a ``row_key`` (a SHA-256 of what identifies it: run, model, image,
+metric, node, repeat) and inserts skip keys already stored, so collecting a job twice or ingesting a perf.csv twice
+adds nothing; ingesting the perf.csv a recorded run wrote skips that run's rows (matched by ``csv_key``). Concurrent writers are safe: SQLite runs in WAL mode with a 60 s busy timeout and takes its write lock
+at ``BEGIN IMMEDIATE``; PostgreSQL serialises the migrations with an advisory lock.
+
+Tables (columns beyond perf.csv's)::
+
+    runs(run_id PK, started_at, ended_at [seconds since the epoch, UTC], command, target, label, context_hash,
+         hub_git_commit, madengine_version, host, output, source ["run" | "ingest"])
+    results(id PK, row_key UNIQUE, csv_key [SHA-256 of the row's perf.csv cells: "" on the 2nd.. sample of a row],
+            run_id -> runs, recorded_at, <the 29 perf.csv columns as text>, value [float
+            performance, NULL when not a finite number], repeat_index, node_rank, reason, metric_direction
+            ["higher" | "lower" | ""], build_fingerprint, extra [JSON object text])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from madengine.errors import ConfigError, StoreError
+from madengine.results.perf_csv import PERF_CSV_HEADER
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from madengine.results.perf_csv import PerfRow
+
+#: The store's file name next to perf.csv when no URL is given.
+DEFAULT_FILE = "madengine-results.db"
+#: The Alembic revision this code reads and writes (a test checks it is the head of the migrations).
+SCHEMA_REVISION = "0001"
+#: Columns a result row has besides perf.csv's, in table order (the migration and :func:`tables` share it).
+EXTRA_COLUMNS = ("value", "repeat_index", "node_rank", "reason", "metric_direction", "build_fingerprint", "extra")
+_PG_LOCK = 0x6D6164656E67  # pg_advisory_xact_lock key while migrating ("madeng")
+_BATCH = 5000
+
+
+@dataclass
+class RunInfo:
+    """One ``runs`` row: ``started_at``/``ended_at`` in seconds since the epoch (UTC; ``None`` = still running),
+    ``command`` the command line, ``target`` local/slurm/k8s/a plugin or ``ingest``, ``context_hash`` SHA-256 of
+    the run context (canonical JSON), ``source`` ``run`` or ``ingest``."""
+
+    run_id: str
+    started_at: float = field(default_factory=time.time)
+    ended_at: float | None = None
+    command: str = ""
+    target: str = ""
+    label: str = ""
+    context_hash: str = ""
+    hub_git_commit: str = ""
+    madengine_version: str = ""
+    host: str = ""
+    output: str = ""
+    source: str = "run"
+
+
+def resolve_url(option: str | None, context_value: Any, output: str | Path) -> str | None:
+    """The store's SQLAlchemy URL: ``--results-db`` > the context's ``results_db`` > ``sqlite:///<perf.csv
+    dir>/madengine-results.db``; ``None`` when it is ``none``/``off`` (no store). A plain path means an SQLite file.
+
+    Raises:
+        ConfigError: a value that is neither a URL of a supported database nor a path (exit 4).
+    """
+    value = option if option not in (None, "") else context_value
+    if value in (None, ""):
+        return f"sqlite:///{(Path(output).resolve().parent / DEFAULT_FILE)}"
+    if not isinstance(value, str):
+        raise ConfigError(f"results_db: {value!r} is not text; give a URL (sqlite:///F, postgresql+psycopg://...) "
+                          "or 'none'")
+    text = value.strip()
+    if text.lower() in ("none", "off", "false"):
+        return None
+    if "://" not in text:
+        return f"sqlite:///{Path(text).expanduser().resolve()}"
+    scheme = text.split("://", 1)[0].lower()
+    if scheme.split("+", 1)[0] not in ("sqlite", "postgresql", "postgres"):
+        raise ConfigError(f"--results-db: {scheme}:// is not supported; use sqlite:///FILE or "
+                          "postgresql+psycopg://USER:PASSWORD@HOST/DB")
+    if scheme in ("postgresql", "postgres"):  # psycopg 3 is the driver the postgres extra installs
+        text = "postgresql+psycopg://" + text.split("://", 1)[1]
+    return text
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for messages and logs)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a malformed URL is shown without its credentials part
+        return url.split("://", 1)[0] + "://…"
+
+
+def tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    """The ``runs`` and ``results`` tables of the current schema, added to ``metadata``."""
+    import sqlalchemy as sa
+
+    runs = sa.Table(
+        "runs", metadata,
+        sa.Column("run_id", sa.String(80), primary_key=True),
+        sa.Column("started_at", sa.Float, nullable=False),
+        sa.Column("ended_at", sa.Float),
+        *(sa.Column(name, sa.Text, nullable=False, server_default="")
+          for name in ("command", "target", "label", "context_hash", "hub_git_commit", "madengine_version", "host",
+                       "output", "source")),
+    )
+    results = sa.Table(
+        "results", metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("row_key", sa.String(64), nullable=False, unique=True),
+        sa.Column("csv_key", sa.String(64), nullable=False, server_default="", index=True),
+        sa.Column("run_id", sa.String(80), sa.ForeignKey("runs.run_id"), nullable=False, index=True),
+        sa.Column("recorded_at", sa.Float, nullable=False),
+        *(sa.Column(name, sa.Text, nullable=False, server_default="") for name in PERF_CSV_HEADER),
+        sa.Column("value", sa.Float),
+        sa.Column("repeat_index", sa.Integer, nullable=False, server_default="0"),
+        *(sa.Column(name, sa.Text, nullable=False, server_default="") for name in EXTRA_COLUMNS[2:]),
+        sa.Index("ix_results_benchmark", "model", "metric", "gpu_architecture"),
+    )
+    return runs, results
+
+
+class Store:
+    """An open results store (see the module docstring). Use :func:`open_store`; close with :meth:`close`."""
+
+    def __init__(self, url: str) -> None:
+        import sqlalchemy as sa
+
+        self.url = url
+        self.metadata = sa.MetaData()
+        self.runs, self.results = tables(self.metadata)
+        self.engine = _engine(url)
+
+    @property
+    def url_shown(self) -> str:
+        """The URL without its password, for messages."""
+        return redact(self.url)
+
+    # -- writing ------------------------------------------------------------------------------------------------
+    def begin_run(self, run: RunInfo) -> None:
+        """Record ``run`` (a run already stored under its id is left as it is)."""
+        self._insert(self.runs, [asdict(run)], "run_id")
+
+    def end_run(self, run_id: str, ended_at: float | None = None) -> None:
+        """Set the run's end time (seconds since the epoch; default now)."""
+        import sqlalchemy as sa
+
+        with self._write() as conn:
+            conn.execute(sa.update(self.runs).where(self.runs.c.run_id == run_id)
+                         .values(ended_at=time.time() if ended_at is None else ended_at))
+
+    def add_rows(self, run_id: str, rows: Sequence[PerfRow], *, directions: Mapping[str, str] | None = None,
+                 fingerprints: Mapping[str, str] | None = None) -> int:
+        """Store one run's perf rows: one result row per sample (``row.samples``; one with ``repeat_index`` 0 when
+        the row has none). ``directions`` maps a model name to its declared ``metric_direction`` (else it is
+        inferred from the metric name); ``fingerprints`` maps an image name to its build fingerprint. Returns the
+        number of result rows inserted (rows stored before are skipped).
+
+        Raises:
+            StoreError: the database refused or did not answer.
+        """
+        from madengine.results.stats import infer_direction
+
+        now = time.time()
+        records: list[dict[str, Any]] = []
+        seen: dict[str, int] = {}
+        for row in rows:
+            cells = row.to_csv_dict()
+            direction = _direction_for(row.model, directions or {}) or infer_direction(row.metric)
+            base = {**cells, "run_id": run_id, "recorded_at": now, "node_rank": row.node_rank,
+                    "reason": row.reason, "metric_direction": direction,
+                    "build_fingerprint": (fingerprints or {}).get(row.docker_image, ""), "extra": ""}
+            identity = "\x1f".join((run_id, row.model, row.docker_image, row.docker_file, row.metric,
+                                    row.machine_name, row.node_rank, row.status))
+            samples: Sequence[float | None] = row.samples or [_number(row.performance)]
+            csv_key = csv_digest(cells.values())
+            for index, sample in enumerate(samples):
+                key = f"{identity}\x1f{index}"
+                seen[key] = seen.get(key, -1) + 1
+                records.append({**base, "repeat_index": index, "value": sample, "csv_key": "" if index else csv_key,
+                                "performance": row.performance if not row.samples else _text(sample),
+                                "row_key": _digest(f"{key}\x1f{seen[key]}")})
+        return self._insert(self.results, records, "row_key")
+
+    def add_result_records(self, records: Iterable[dict[str, Any]]) -> tuple[int, int]:
+        """Insert prepared ``results`` records (``row_key`` set; ingest), in batches; a record with ``"skip":
+        True`` is only counted. Returns (read, inserted)."""
+        read = inserted = 0
+        batch: list[dict[str, Any]] = []
+        for record in records:
+            if record.pop("skip", False):  # already stored by a recorded run: counted as read, not inserted
+                read += 1
+                continue
+            batch.append(record)
+            if len(batch) >= _BATCH:
+                read, inserted = read + len(batch), inserted + self._insert(self.results, batch, "row_key")
+                batch = []
+        if batch:
+            read, inserted = read + len(batch), inserted + self._insert(self.results, batch, "row_key")
+        return read, inserted
+
+    def _insert(self, table: sa.Table, records: list[dict[str, Any]], key: str) -> int:
+        if not records:
+            return 0
+        with self._write() as conn:
+            statement = _insert_ignore(self.engine.dialect.name, table, key)
+            if self.engine.dialect.name == "sqlite":  # sqlite3's executemany counts the rows it inserted
+                return max(0, conn.execute(statement, records).rowcount or 0)
+            # psycopg's batched executemany reports no count: the keys that went in come back instead
+            return len(conn.execute(statement.returning(table.c[key]), records).all())
+
+    def _write(self) -> Any:
+        return _Transaction(self)
+
+    # -- reading ------------------------------------------------------------------------------------------------
+    def query(self, statement: Any) -> list[dict[str, Any]]:
+        """The rows of a SQLAlchemy Core ``select`` as dicts.
+
+        Raises:
+            StoreError: the database refused or did not answer.
+        """
+        try:
+            with self.engine.connect() as conn:
+                return [dict(r._mapping) for r in conn.execute(statement)]
+        except _db_errors() as e:
+            raise _store_error(self.url, e) from None
+
+    def stream(self, statement: Any, batch: int = 10000) -> Iterator[dict[str, Any]]:
+        """Like :meth:`query`, fetched ``batch`` rows at a time (constant memory)."""
+        try:
+            with self.engine.connect() as conn:
+                result = conn.execution_options(stream_results=True, yield_per=batch).execute(statement)
+                for r in result:
+                    yield dict(r._mapping)
+        except _db_errors() as e:
+            raise _store_error(self.url, e) from None
+
+    def close(self) -> None:
+        """Release the connections."""
+        self.engine.dispose()
+
+
+class _Transaction:
+    """``with store._write() as conn``: one write transaction, database errors turned into StoreError."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __enter__(self) -> Any:
+        try:
+            self.context = self.store.engine.begin()
+            return self.context.__enter__()
+        except _db_errors() as e:
+            raise _store_error(self.store.url, e) from None
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.context.__exit__(*exc)
+        except _db_errors() as e:
+            raise _store_error(self.store.url, e) from None
+        if exc[1] is not None and isinstance(exc[1], _db_errors()):
+            raise _store_error(self.store.url, exc[1]) from None
+
+
+def open_store(url: str) -> Store:
+    """Open (creating or upgrading its schema when needed) the store at ``url``.
+
+    Raises:
+        ConfigError: a malformed URL or a driver that is not installed (exit 4, names the fix);
+        StoreError: the database does not answer or refuses (exit 1, names the URL without its password).
+    """
+    try:
+        store = Store(url)
+    except _arg_errors() as e:
+        raise ConfigError(f"--results-db {redact(url)}: {_first_line(e)}") from None
+    except ModuleNotFoundError as e:
+        raise ConfigError(f"--results-db {redact(url)}: the driver {e.name!r} is not installed; install "
+                          "madengine[postgres]") from None
+    try:
+        if _revision(store) != SCHEMA_REVISION:
+            _migrate(store)
+    except _db_errors() as e:
+        store.close()
+        raise _store_error(url, e) from None
+    return store
+
+
+def _revision(store: Store) -> str | None:
+    import sqlalchemy as sa
+
+    with store.engine.connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def _migrate(store: Store) -> None:
+    """Run the Alembic migrations up to head, serialised between processes (SQLite: the write lock of ``BEGIN
+    IMMEDIATE``; PostgreSQL: an advisory lock)."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    with store.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK})
+        config.attributes["connection"] = conn
+        config.attributes["metadata"] = store.metadata
+        command.upgrade(config, "head")
+
+
+def _engine(url: str) -> Any:
+    import sqlalchemy as sa
+
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # SQLAlchemy's pysqlite recipe: we issue BEGIN ourselves
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock now: no lock upgrade deadlock later
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+
+
+def _insert_ignore(dialect: str, table: sa.Table, key: str) -> Any:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing(index_elements=[key])
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
+
+
+def _direction_for(model: str, directions: Mapping[str, str]) -> str:
+    """The declared direction of ``model``, or of the longest declared model name it extends (a
+    ``multiple_results`` row is named ``<model>_<result>``)."""
+    if model in directions:
+        return directions[model]
+    best = max((name for name in directions if model.startswith(name)), key=len, default="")
+    return directions.get(best, "")
+
+
+def _number(text: str) -> float | None:
+    from madengine.results.record import number
+
+    return number(text)
+
+
+def _text(value: float | None) -> str:
+    return "" if value is None else repr(float(value))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+def csv_digest(cells: Iterable[str]) -> str:
+    """The ``csv_key`` of a perf.csv row: SHA-256 of its 29 cells as written."""
+    return _digest("\x1f".join(cells))
+
+
+def context_hash(ctx: Mapping[str, Any]) -> str:
+    """SHA-256 of the context as canonical JSON (sorted keys): equal contexts, equal hashes."""
+    return _digest(json.dumps(ctx, sort_keys=True, default=str, separators=(",", ":")))
+
+
+def _db_errors() -> tuple[type[BaseException], ...]:
+    import sqlalchemy.exc
+
+    return (sqlalchemy.exc.SQLAlchemyError, OSError)
+
+
+def _arg_errors() -> tuple[type[BaseException], ...]:
+    import sqlalchemy.exc
+
+    return (sqlalchemy.exc.ArgumentError, ValueError)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(getattr(e, "orig", None) or e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _store_error(url: str, e: BaseException) -> StoreError:
+    return StoreError(f"results store {redact(url)}: {_first_line(e)}")

@@ -1,0 +1,93 @@
+"""Verdicts and history from the results store (real SQLite): selections, the noise floor learned from history,
+and the four kinds of verdict."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from madengine.errors import ConfigError
+from madengine.report import verdicts
+from madengine.results.perf_csv import PerfRow
+from madengine.results.store import RunInfo, open_store
+
+
+def _run(store, run_id: str, start: float, label: str, values: dict[str, list[float]], commit: str = "c1") -> None:
+    store.begin_run(RunInfo(run_id, started_at=start, label=label, hub_git_commit=commit, target="local"))
+    store.add_rows(run_id, [PerfRow(model=model, status="SUCCESS", metric=metric, gpu_architecture="gfx942",
+                                    performance=str(sorted(samples)[len(samples) // 2]), samples=samples)
+                            for (model, metric), samples in
+                            ((k.split(":", 1), v) for k, v in values.items())])
+
+
+def _jitter(rng: random.Random, centre: float, n: int = 5, spread: float = 0.01) -> list[float]:
+    return [centre * (1 + rng.uniform(-spread, spread)) for _ in range(n)]
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    rng = random.Random(7)
+    s = open_store(f"sqlite:///{tmp_path / 'r.db'}")
+    for i in range(6):  # history: both benchmarks steady within ±1 %
+        _run(s, f"h{i}", 1000.0 + i, "nightly", {"steady:samples_per_second": _jitter(rng, 100),
+                                                  "slowed:samples_per_second": _jitter(rng, 200),
+                                                  "lat:latency_ms": _jitter(rng, 10),
+                                                  "few:latency_ms": _jitter(rng, 10)})
+    _run(s, "cand", 2000.0, "pr-42", {"steady:samples_per_second": _jitter(rng, 100),
+                                       "slowed:samples_per_second": _jitter(rng, 150),  # 25 % slower
+                                       "lat:latency_ms": _jitter(rng, 8),  # 20 % faster: lower is better
+                                       "few:latency_ms": _jitter(rng, 5, n=2)}, commit="c2")
+    yield s
+    s.close()
+
+
+def test_regression_noise_and_insufficient_data(store) -> None:
+    judged = {j.model: j for j in verdicts.compare_store(store, "label:nightly,latest", "label:pr-42")}
+    assert judged["slowed"].verdict.kind == "regression"
+    assert judged["slowed"].verdict.change == pytest.approx(-0.25, abs=0.02)
+    assert judged["steady"].verdict.kind == "noise"
+    assert judged["lat"].verdict.kind == "improvement"
+    assert judged["few"].verdict.kind == "insufficient data"  # 5 vs 2 samples cannot reach p < 0.05
+    text = verdicts.render_verdicts(list(judged.values()))
+    assert text.endswith("4 benchmark(s): 1 regression, 1 improvement, 1 noise, 1 insufficient data")
+    data = json.loads(verdicts.render_verdicts(list(judged.values()), "json"))
+    assert {d["model"]: d["verdict"] for d in data}["slowed"] == "regression"
+
+
+def test_the_noise_floor_of_a_noisy_history_turns_a_small_change_into_noise(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    s = open_store(f"sqlite:///{tmp_path / 'r.db'}")
+    for i in range(8):  # a benchmark whose run-to-run level wanders by ±10 %
+        _run(s, f"h{i}", 1000.0 + i, "nightly", {"wobbly:tokens/s": _jitter(rng, 100 * (1 + 0.1 * (-1) ** i))})
+    _run(s, "cand", 2000.0, "pr", {"wobbly:tokens/s": _jitter(rng, 92)})  # -8 %: within its noise
+    judged = verdicts.compare_store(s, "run:h7", "label:pr")
+    assert judged[0].verdict.kind == "noise"
+    assert judged[0].verdict.threshold > 0.08
+    s.close()
+
+
+def test_selection_terms(store) -> None:
+    assert verdicts.select_runs(store, "label:nightly") == [f"h{i}" for i in range(6)]
+    assert verdicts.select_runs(store, "latest") == ["cand"]
+    assert verdicts.select_runs(store, "latest~1") == ["h5"]
+    assert verdicts.select_runs(store, "commit:c2") == ["cand"]
+    assert verdicts.select_runs(store, "since:1970-01-01T00:30,until:1970-01-01T00:40") == ["cand"]
+    with pytest.raises(ConfigError, match="unknown term 'bogus'"):
+        verdicts.select_runs(store, "bogus")
+    with pytest.raises(ConfigError, match="picks no run"):
+        verdicts.select_runs(store, "label:nope")
+
+
+def test_history_of_one_benchmark(store) -> None:
+    key, points = verdicts.history(store, "slowed")
+    assert key == ("slowed", "samples_per_second", "gfx942")
+    assert [p.run_id for p in points] == [*(f"h{i}" for i in range(6)), "cand"]
+    assert points[0].verdict is None and points[-1].verdict.kind == "regression"
+    assert points[-1].noise is not None and points[-1].noise < 0.05
+    text = verdicts.render_history(key, points)
+    assert "regression" in text and "±" in text
+    with pytest.raises(ConfigError, match="no SUCCESS result of model 'nope'"):
+        verdicts.history(store, "nope")
