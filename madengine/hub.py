@@ -214,7 +214,8 @@ def _type_error(exc: ValidationError, entries: list[Any], rel: str, dirname: str
         return ConfigError(f"{rel}: model '{model}': {err['msg']}")
     field, where, found = str(loc[1]), "".join(f"[{p}]" for p in loc[2:]), err.get("input")
     shown = repr(found) if len(repr(found)) <= 40 else repr(found)[:37] + "..."
-    return ConfigError(f"{rel}: model '{model}': field '{field}' must be {_EXPECTED.get(field, 'a string')}; "
+    expected = _EXPECTED.get(field) or str(err["msg"]).removeprefix("Input should be ")  # pydantic's own words
+    return ConfigError(f"{rel}: model '{model}': field '{field}' must be {expected}; "
                        f"got {type(found).__name__} {shown}{' at ' + field + where if where else ''}")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -85,6 +86,17 @@ def _parse_errors_exit_4() -> Iterator[None]:
         yield
     except ParseError as e:
         print(f"madengine: error: {e}", file=sys.stderr)
+        sys.exit(EXIT_INVALID_ARGS)
+    except ValueError as e:  # Invoke casting a flag's value to the type of its default (`--repeat abc`)
+        match = re.search(r"invalid literal for int\(\) with base 10: '(.*)'$", str(e))
+        if match is None:
+            raise
+        value = match.group(1)
+        argv = sys.argv[1:]
+        flag = next((argv[i - 1] for i, token in enumerate(argv) if token == value and i and
+                     argv[i - 1].startswith("-")), "")
+        flag = flag or next((t.split("=", 1)[0] for t in argv if t.startswith("-") and t.endswith(f"={value}")), "")
+        print(f"madengine: error: {flag or 'a flag'} {value!r}: give a whole number", file=sys.stderr)
         sys.exit(EXIT_INVALID_ARGS)
 
 

@@ -10,9 +10,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from madengine.errors import ConfigError, MadEngineError
+from madengine.results.perf_csv import READ_REQUIRED_COLUMNS
 
 #: Header columns that make a CSV file a perf.csv (madengine v1, v2 and ours all have them).
-PERF_CSV_COLUMNS = frozenset({"model", "performance", "metric", "status"})
+PERF_CSV_COLUMNS = frozenset(READ_REQUIRED_COLUMNS)
 
 
 def is_perf_csv(path: Path) -> bool:
@@ -22,13 +23,17 @@ def is_perf_csv(path: Path) -> bool:
             first = fh.read(1 << 16).split(b"\n", 1)[0].decode("utf-8-sig", errors="replace")
     except OSError:
         return False
-    names = {name.strip() for name in next(csv.reader([first.rstrip("\r")]), [])}
+    try:
+        names = {name.strip() for name in next(csv.reader([first.rstrip("\r")]), [])}
+    except csv.Error:  # not text at all (a NUL or a stray carriage return): not a perf.csv
+        return False
     return names >= PERF_CSV_COLUMNS
 
 
 def check_target(path: str | Path, *, flag: str, inputs: Iterable[str | Path] = ()) -> Path:
     """Check that a task may write ``path``: it is not one of ``inputs`` (the files the command reads, compared as
-    files, so ``./perf.csv`` and an absolute path are the same) and not an existing perf.csv.
+    files, so ``./perf.csv`` and an absolute path are the same), not an existing perf.csv and not an SQLite
+    database (the results store).
 
     Raises:
         ConfigError: names the flag, the file and the fix.
@@ -41,7 +46,19 @@ def check_target(path: str | Path, *, flag: str, inputs: Iterable[str | Path] = 
     if target.is_file() and is_perf_csv(target):
         raise ConfigError(f"{flag} {target}: that file is a perf.csv (results); nothing was written. Give another "
                           "file name")
+    if target.is_file() and is_sqlite(target):
+        raise ConfigError(f"{flag} {target}: that file is a database (e.g. the results store); nothing was "
+                          "written. Give another file name")
     return target
+
+
+def is_sqlite(path: Path) -> bool:
+    """Whether ``path`` starts with the SQLite database header (``SQLite format 3``)."""
+    try:
+        with path.open("rb") as f:
+            return f.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
 
 
 def hub_inputs(hub: str | Path) -> list[Path]:

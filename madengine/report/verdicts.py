@@ -9,9 +9,16 @@ terms) or ``latest~N`` (the one N runs before it). A *benchmark* is a model, its
 For each benchmark both sides' samples (every repeat of every selected run, SUCCESS rows with a number) are
 compared with :func:`madengine.results.stats.compare_many` (two-sided Mann-Whitney U plus a minimum effect; see
 :mod:`madengine.results.stats`): the minimum effect is ``--threshold`` (default 5 %) or the benchmark's noise floor
-learned from its history, whichever is larger. History = the samples of up to :data:`HISTORY_RUNS` runs that
-started before the candidate's first run (the baseline's included, the candidate's excluded). The direction of a
-metric is the one stored with its rows (decided when they were written).
+learned from its history, whichever is larger. History = the samples of up to :data:`HISTORY_RUNS` runs of the
+same configuration (context hash) as the candidate that started before the candidate's first run (the baseline's
+included, the candidate's excluded). A noise floor above :data:`NOISE_CAP` means the history is too unstable to
+judge by: the verdict is "insufficient data" saying so. The direction of a metric is the one stored with its rows
+(decided when they were written).
+
+Two verdicts come from the candidate's rows rather than from statistics: **failed** (the candidate has FAILURE rows
+and no number for a benchmark of the baseline, or FAILURE rows of a model the baseline lacks) and **missing** (the
+baseline has a benchmark the candidate has no row of at all). ``report.check`` fails on both, as on a regression
+(``--allow-missing`` accepts missing ones).
 """
 
 from __future__ import annotations
@@ -26,10 +33,15 @@ from typing import Any
 
 from madengine.errors import ConfigError
 from madengine.report.text import aligned, pipe_table
+from madengine.results.stats import KINDS
 from madengine.results.store import Store
 
 #: How many earlier runs a benchmark's noise floor is learned from.
 HISTORY_RUNS = 20
+#: A learned noise floor above this (a fraction: 0.5 = ±50%) is "history unstable": no verdict is drawn from it.
+NOISE_CAP = 0.5
+#: Every verdict kind, in report order: the statistical ones, then those drawn from the candidate's rows.
+VERDICT_KINDS: tuple[str, ...] = (*KINDS, "failed", "missing")
 Key = tuple[str, str, str]  # model, metric, gpu_architecture
 
 
@@ -100,31 +112,51 @@ def _samples(store: Store, run_ids: Sequence[str]) -> dict[Key, tuple[list[float
         query = (sa.select(r.c.model, r.c.metric, r.c.gpu_architecture, r.c.value, r.c.metric_direction)
                  .where(r.c.run_id.in_(run_ids[chunk:chunk + 500]), r.c.status == "SUCCESS", r.c.value.is_not(None))
                  .order_by(r.c.id))
-        for row in store.stream(query):
-            entry = found.setdefault((row["model"], row["metric"], row["gpu_architecture"]), ([], ""))
-            entry[0].append(row["value"])
-            if row["metric_direction"] and not entry[1]:
-                found[(row["model"], row["metric"], row["gpu_architecture"])] = (entry[0], row["metric_direction"])
+        for model, metric, arch, value, direction in store.stream_rows(query):
+            entry = found.get((model, metric, arch))
+            if entry is None:
+                entry = found[(model, metric, arch)] = ([], direction)
+            elif direction and not entry[1]:
+                entry = found[(model, metric, arch)] = (entry[0], direction)
+            entry[0].append(value)
     return found
 
 
-def _history(store: Store, before: float, exclude: set[str], keys: set[Key]) -> dict[Key, list[list[float]]]:
-    """Benchmark → samples per earlier run (oldest first): the last :data:`HISTORY_RUNS` runs before ``before``."""
+def _failures(store: Store, run_ids: Sequence[str]) -> dict[str, str]:
+    """Model → the first reason (or status) of its rows in ``run_ids`` that are not a SUCCESS with a number."""
+    import sqlalchemy as sa
+
+    r = store.results
+    found: dict[str, str] = {}
+    for chunk in range(0, len(run_ids), 500):
+        query = (sa.select(r.c.model, r.c.status, r.c.reason)
+                 .where(r.c.run_id.in_(run_ids[chunk:chunk + 500]),
+                        sa.or_(r.c.status != "SUCCESS", r.c.value.is_(None)))
+                 .order_by(r.c.id))
+        for row in store.stream(query):
+            found.setdefault(row["model"], row["reason"] or row["status"] or "no number")
+    return found
+
+
+def _history(store: Store, before: float, exclude: set[str], keys: set[Key],
+             contexts: set[str]) -> dict[Key, list[list[float]]]:
+    """Benchmark → samples per earlier run (oldest first): the last :data:`HISTORY_RUNS` runs before ``before``
+    whose context hash is one of ``contexts``."""
     import sqlalchemy as sa
 
     runs, r = store.runs, store.results
     earlier = [row["run_id"] for row in store.query(
-        sa.select(runs.c.run_id).where(runs.c.started_at < before).order_by(runs.c.started_at.desc())
-        .limit(HISTORY_RUNS + len(exclude)))]
+        sa.select(runs.c.run_id).where(runs.c.started_at < before, runs.c.context_hash.in_(sorted(contexts)))
+        .order_by(runs.c.started_at.desc()).limit(HISTORY_RUNS + len(exclude)))]
     earlier = [run for run in earlier if run not in exclude][:HISTORY_RUNS][::-1]
     per_run: dict[Key, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     if earlier:
         query = (sa.select(r.c.run_id, r.c.model, r.c.metric, r.c.gpu_architecture, r.c.value)
                  .where(r.c.run_id.in_(earlier), r.c.status == "SUCCESS", r.c.value.is_not(None)))
-        for row in store.stream(query):
-            key = (row["model"], row["metric"], row["gpu_architecture"])
+        for run_id, model, metric, arch, value in store.stream_rows(query):
+            key = (model, metric, arch)
             if key in keys:
-                per_run[key][row["run_id"]].append(row["value"])
+                per_run[key][run_id].append(value)
     return {key: [runs_[run] for run in earlier if run in runs_] for key, runs_ in per_run.items()}
 
 
@@ -141,17 +173,37 @@ def compare_store(store: Store, baseline: str, candidate: str, *, threshold: flo
 
     base_runs, cand_runs = select_runs(store, baseline), select_runs(store, candidate)
     base, cand = _samples(store, base_runs), _samples(store, cand_runs)
-    first = store.query(sa.select(sa.func.min(store.runs.c.started_at).label("first"))
-                        .where(store.runs.c.run_id.in_(cand_runs)))
+    failed = _failures(store, cand_runs)
+    runs = store.runs
+    cand_info = store.query(sa.select(runs.c.started_at, runs.c.context_hash).where(runs.c.run_id.in_(cand_runs)))
+    first = min((row["started_at"] for row in cand_info), default=math.inf)
     keys = sorted(set(base) | set(cand))
-    history = _history(store, first[0]["first"] if first else math.inf, set(cand_runs), set(keys))
-    pairs = []
+    history = _history(store, first, set(cand_runs), set(keys), {row["context_hash"] for row in cand_info})
+    pairs, fixed = [], {}
     for key in keys:
         b, c = base.get(key, ([], "")), cand.get(key, ([], ""))
-        pairs.append((b[0], c[0], c[1] or b[1], stats.noise_floor(history[key]) if key in history else None))
-    verdicts = stats.compare_many(pairs, min_effect=threshold, alpha=alpha)
-    return [Judged(key[0], key[1], key[2], pair[2], _median(pair[0]), _median(pair[1]), verdict)
-            for key, pair, verdict in zip(keys, pairs, verdicts, strict=True)]
+        noise = stats.noise_floor(history[key]) if key in history else None
+        limit = max(threshold, noise or 0.0)
+        if not c[0] and key[0] in failed:
+            fixed[key] = stats.Verdict("failed", math.nan, None, limit, len(b[0]), 0,
+                                       f"the candidate's run failed: {failed[key[0]]}")
+        elif not c[0]:
+            fixed[key] = stats.Verdict("missing", math.nan, None, limit, len(b[0]), 0,
+                                       "the candidate has no row of this benchmark")
+        elif noise is not None and noise > NOISE_CAP:
+            fixed[key] = stats.Verdict("insufficient data", math.nan, None, limit, len(b[0]), len(c[0]),
+                                       f"history unstable: earlier runs vary by ±{noise:.0%} (over "
+                                       f"{NOISE_CAP:.0%}); compare against a stable baseline")
+        pairs.append((b[0], c[0], c[1] or b[1], None if key in fixed else noise))
+    judged = iter(stats.compare_many([p for key, p in zip(keys, pairs, strict=True) if key not in fixed],
+                                     min_effect=threshold, alpha=alpha))
+    out = [Judged(key[0], key[1], key[2], pair[2], _median(pair[0]), _median(pair[1]),
+                  fixed[key] if key in fixed else next(judged)) for key, pair in zip(keys, pairs, strict=True)]
+    seen = {key[0] for key in keys}
+    out += [Judged(model, "", "", "", None, None, stats.Verdict("failed", math.nan, None, threshold, 0, 0,
+                                                               f"the candidate's run failed: {reason}"))
+            for model, reason in sorted(failed.items()) if model not in seen]
+    return out
 
 
 def _median(values: Sequence[float]) -> float | None:
@@ -194,9 +246,7 @@ def render_verdicts(judged: Sequence[Judged], fmt: str = "table") -> str:
     counts: dict[str, int] = defaultdict(int)
     for j in judged:
         counts[j.verdict.kind] += 1
-    from madengine.results.stats import KINDS
-
-    footer = ", ".join(f"{counts[k]} {k}" for k in KINDS)
+    footer = ", ".join(f"{counts[k]} {k}" for k in VERDICT_KINDS if counts[k] or k in KINDS)
     return aligned(HEADERS, rows, right) + f"\n\n{len(judged)} benchmark(s): {footer}"
 
 

@@ -1,11 +1,16 @@
 """``results.ingest``: existing perf.csv files into the results store, idempotently, so a team imports its history.
 
 Reads this project's perf.csv, madengine v2's (the same 29 columns) and madengine v1's (24-25 columns written with
-``", "`` separators), streamed (constant memory). Each file becomes one run ``csv-<16 hex digits of its absolute
-path>`` (``source`` ``ingest``, started at the file's modification time); each row one result row whose key is a
-SHA-256 of its cells and its occurrence among identical rows of the file. Ingesting the same file again, or a file
-that has grown since, adds only the rows not stored yet; the same rows in a copy of the file under another path are
-not added twice either. Columns that are not perf.csv's (e.g. a v1 file's own extras) go to ``extra`` as JSON.
+``", "`` separators), streamed (constant memory). Each file (and ``--label``) becomes one run ``csv-<16 hex digits
+of its absolute path and label>`` (``source`` ``ingest``, started at the file's modification time); each row one
+result row whose key is a SHA-256 of its cells and its occurrence among identical rows of the file. Ingesting the
+same file again, or a file that has grown since, adds only the rows not stored yet (under a new ``--label`` they go
+to that label's run; rows stored before keep theirs); the same rows in a copy of the file under another path are
+not added twice either, nor rows a recorded run stored already. Columns that are not perf.csv's (e.g. a v1 file's
+own extras) go to ``extra`` as JSON.
+
+A file is ingested in one transaction: a malformed line stores nothing of the file (the error names the line), and
+a file that adds no row creates no run.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import csv
 import hashlib
 import io
 import json
+import operator
 import os
+import shlex
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +31,9 @@ from typing import Any
 from madengine.errors import PerfCsvError
 from madengine.results.perf_csv import PERF_CSV_HEADER, READ_REQUIRED_COLUMNS
 from madengine.results.record import number
-from madengine.results.store import RunInfo, Store, csv_digest
+from madengine.results.store import RunInfo, Store, csv_digest_of
+
+_PERF_CSV_NAMES = frozenset(PERF_CSV_HEADER)
 
 
 @dataclass
@@ -82,41 +91,52 @@ def ingest_csv(store: Store, path: str | Path, *, label: str = "") -> Ingested:
     """Load the perf.csv at ``path`` into ``store`` (see the module docstring); returns what was read and added.
 
     Raises:
-        PerfCsvError: the file cannot be read (nothing of it is stored after the failing batch... rows before it
-            are, and a second ingest after the fix adds the rest without duplicates);
-        StoreError: the database refused or did not answer.
+        PerfCsvError: the file cannot be read (nothing of it is stored);
+        StoreError: the database refused or did not answer (nothing of it is stored).
     """
     from madengine.results.stats import infer_direction
 
     path = Path(path).resolve()
     if not path.is_file():
         raise PerfCsvError(f"--csv {path}: no such file")
-    run_id = "csv-" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
-    store.begin_run(RunInfo(run_id=run_id, started_at=path.stat().st_mtime, ended_at=path.stat().st_mtime,
-                            command=f"results.ingest --csv {path}", target="ingest", label=label,
-                            output=str(path), source="ingest"))
+    run_id = "csv-" + hashlib.sha256(f"{path}\x1f{label}".encode(errors="surrogatepass")).hexdigest()[:16]
+    command = f"results.ingest --csv {shlex.quote(str(path))}" + (f" --label {shlex.quote(label)}" if label else "")
+    run = RunInfo(run_id=run_id, started_at=path.stat().st_mtime, ended_at=path.stat().st_mtime, command=command,
+                  target="ingest", label=label, output=str(path), source="ingest")
     now = time.time()
     directions: dict[str, str] = {}
 
     def records() -> Iterator[dict[str, Any]]:
         seen: dict[str, int] = {}
+        extra_names: list[str] | None = None
+        blank: dict[str, str] = {}
+        cells_of = operator.itemgetter(*PERF_CSV_HEADER)
         for cells in iter_csv(path):
-            values = {name: cells.get(name, "") for name in PERF_CSV_HEADER}
-            identity = "\x1f".join(values.values())
-            seen[identity] = seen.get(identity, -1) + 1
-            csv_key = csv_digest(values.values())
+            if extra_names is None:  # one header per file: its columns that are not perf.csv's, once
+                extra_names = [name for name in cells if name not in _PERF_CSV_NAMES]
+                blank = {name: "" for name in PERF_CSV_HEADER if name not in cells}  # a v1 file's missing ones
+            ordered = cells_of({**blank, **cells} if blank else cells)
+            values = dict(zip(PERF_CSV_HEADER, ordered, strict=True))
+            identity = "\x1f".join(ordered)
+            occurrence = seen[identity] = seen.get(identity, -1) + 1
             metric = values["metric"]
             if metric not in directions:
                 directions[metric] = infer_direction(metric)
-            extra = {k: v for k, v in cells.items() if k not in values}
+            extra = {name: cells[name] for name in extra_names}
             yield {**values, "run_id": run_id, "recorded_at": now, "value": number(values["performance"]),
                    "repeat_index": 0, "node_rank": cells.get("node_rank", ""), "reason": cells.get("reason", ""),
                    "metric_direction": directions[metric], "build_fingerprint": "",
-                   "extra": json.dumps(extra, sort_keys=True) if extra else "", "csv_key": csv_key,
-                   "row_key": hashlib.sha256(f"csv\x1f{identity}\x1f{seen[identity]}".encode(
-                       "utf-8", errors="surrogatepass")).hexdigest()}
+                   "extra": json.dumps(extra, sort_keys=True) if extra else "",
+                   "csv_key": "", "row_key": csv_digest_of(f"csv\x1f{identity}\x1f{occurrence}"),
+                   "_csv_key": csv_digest_of(identity)}  # matched against recorded runs only, not stored
 
-    read, inserted = store.add_result_records(_not_recorded(store, records()))
+    import sqlalchemy as sa
+
+    with store.transaction() as conn:
+        new_run = store.begin_run(run, conn)
+        read, inserted = store.add_result_records(_not_recorded(store, records()), conn)
+        if new_run and not inserted:  # nothing new: no empty run is left behind
+            conn.execute(sa.delete(store.runs).where(store.runs.c.run_id == run_id))
     return Ingested(path, run_id, read, inserted)
 
 
@@ -128,19 +148,25 @@ def _not_recorded(store: Store, records: Iterator[dict[str, Any]]) -> Iterator[d
     r = store.results
     recorded: dict[str, int] = {}
     batch: list[dict[str, Any]] = []
+    if not store.query(sa.select(r.c.id).where(r.c.csv_key != "").limit(1)):  # no recorded run's row to skip
+        for record in records:
+            del record["_csv_key"]
+            yield record
+        return
 
     def flush() -> Iterator[dict[str, Any]]:
-        keys = list({record["csv_key"] for record in batch} - set(recorded))
+        keys = list({record["_csv_key"] for record in batch} - set(recorded))
         for start in range(0, len(keys), 1000):
             query = (sa.select(r.c.csv_key, sa.func.count().label("n"))
                      .where(r.c.csv_key.in_(keys[start:start + 1000]), ~r.c.run_id.startswith("csv-"))
                      .group_by(r.c.csv_key))
             recorded.update({row["csv_key"]: row["n"] for row in store.query(query)})
         for record in batch:
-            left = recorded.get(record["csv_key"], 0)
+            csv_key = record.pop("_csv_key")
+            left = recorded.get(csv_key, 0)
             if left:
-                recorded[record["csv_key"]] = left - 1
-                record = {**record, "skip": True}
+                recorded[csv_key] = left - 1
+                record["skip"] = True
             yield record
 
     for record in records:

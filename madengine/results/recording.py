@@ -105,11 +105,11 @@ def start(*, output: str | Path, hub: str | Path | None, manifest: Manifest | No
         StoreError: the database does not answer (exit 1), before anything runs.
     """
     from madengine import __version__
-    from madengine.results.store import RunInfo, context_hash, resolve_url
+    from madengine.results.store import RunInfo, context_hash, redact_urls, resolve_url
 
     url = resolve_url(results_db, ctx.get("results_db"), output)
     commit, dirty = hub_commit(Path(hub) if hub else Path(manifest.hub) if manifest and manifest.hub else None)
-    run = RunInfo(run_id=run_id or new_run_id(), command=" ".join(shlex.quote(a) for a in sys.argv),
+    run = RunInfo(run_id=run_id or new_run_id(), command=redact_urls(shlex.join(sys.argv)),
                   target=target, label=label or "", context_hash=context_hash(ctx),
                   hub_git_commit=commit + ("+dirty" if dirty else ""), madengine_version=__version__,
                   host=socket.gethostname(), output=str(Path(output).resolve()))

@@ -52,6 +52,8 @@ def render_row(store: Store, row_id: Any, *, as_json: bool = False) -> str:
 
     try:
         wanted = int(row_id)
+        if not 0 < wanted < 2**63:  # a row id is a positive 64-bit integer in every database
+            raise ValueError(row_id)
     except (TypeError, ValueError):
         raise ConfigError(f"results.show {row_id!r}: give a result row id (a number; see results.runs)") from None
     found = store.query(sa.select(store.results, store.runs).join(store.runs,

@@ -144,20 +144,24 @@ def noise_floor(history: Sequence[Sequence[float]]) -> float | None:
     Taking the larger is deliberately conservative. Returns None when there are fewer than 3 runs and fewer than 3
     samples, or when neither estimate is defined (e.g. a zero median level). Raises ValueError on non-finite samples.
     """
-    import numpy as np
+    from statistics import median  # histories are small (runs x repeats): plain Python beats numpy's overhead
 
-    runs = [_finite(run, "history samples") for run in history]
-    runs = [run for run in runs if run.size]
-    if len(runs) < 3 and sum(run.size for run in runs) < 3:
+    runs = [[float(x) for x in run] for run in history]
+    if not all(math.isfinite(x) for run in runs for x in run):
+        raise ValueError(f"history samples must be finite numbers, got {list(map(list, history))!r}")
+    runs = [run for run in runs if run]
+    total = sum(len(run) for run in runs)
+    if len(runs) < 3 and total < 3:
         return None
-    meds = np.array([np.median(run) for run in runs])
+    meds = [median(run) for run in runs]
     estimates = []
-    level = abs(float(np.median(meds)))
+    centre = median(meds)
+    level = abs(centre)
     if len(runs) >= 3 and level > 0:
-        estimates.append(2 * _MAD_TO_SD * float(np.median(np.abs(meds - np.median(meds)))) / level)
-    resid = [(run - m) / abs(m) for run, m in zip(runs, meds, strict=True) if run.size >= 2 and m != 0]
-    if resid and sum(run.size for run in runs) >= 3:
-        estimates.append(2 * _MAD_TO_SD * float(np.median(np.abs(np.concatenate(resid)))))
+        estimates.append(2 * _MAD_TO_SD * median(abs(m - centre) for m in meds) / level)
+    resid = [(x - m) / abs(m) for run, m in zip(runs, meds, strict=True) if len(run) >= 2 and m != 0 for x in run]
+    if resid and total >= 3:
+        estimates.append(2 * _MAD_TO_SD * median(abs(r) for r in resid))
     return max(estimates) if estimates else None
 
 

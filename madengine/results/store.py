@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -51,7 +53,8 @@ SCHEMA_REVISION = "0001"
 #: Columns a result row has besides perf.csv's, in table order (the migration and :func:`tables` share it).
 EXTRA_COLUMNS = ("value", "repeat_index", "node_rank", "reason", "metric_direction", "build_fingerprint", "extra")
 _PG_LOCK = 0x6D6164656E67  # pg_advisory_xact_lock key while migrating ("madeng")
-_BATCH = 5000
+_BATCH = 20000
+_WRITE = "madengine_write"  # execution option of a connection that writes (SQLite: BEGIN IMMEDIATE)
 
 
 @dataclass
@@ -111,6 +114,15 @@ def redact(url: str) -> str:
         return url.split("://", 1)[0] + "://…"
 
 
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][\w+.-]*://[^:/@\s]*:)[^@\s]+@")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@`` URL in it replaced by ``***`` (for the
+    command line stored with a run: ``--results-db postgresql://team:secret@db/results``)."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
 def tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     """The ``runs`` and ``results`` tables of the current schema, added to ``metadata``."""
     import sqlalchemy as sa
@@ -150,6 +162,7 @@ class Store:
         self.metadata = sa.MetaData()
         self.runs, self.results = tables(self.metadata)
         self.engine = _engine(url)
+        self._compiled: dict[str, tuple[str, tuple[str, ...]]] = {}
 
     @property
     def url_shown(self) -> str:
@@ -157,9 +170,9 @@ class Store:
         return redact(self.url)
 
     # -- writing ------------------------------------------------------------------------------------------------
-    def begin_run(self, run: RunInfo) -> None:
-        """Record ``run`` (a run already stored under its id is left as it is)."""
-        self._insert(self.runs, [asdict(run)], "run_id")
+    def begin_run(self, run: RunInfo, conn: Any = None) -> bool:
+        """Record ``run`` (a run already stored under its id is left as it is: returns False)."""
+        return self._insert(self.runs, [asdict(run)], "run_id", conn) > 0
 
     def end_run(self, run_id: str, ended_at: float | None = None) -> None:
         """Set the run's end time (seconds since the epoch; default now)."""
@@ -202,9 +215,10 @@ class Store:
                                 "row_key": _digest(f"{key}\x1f{seen[key]}")})
         return self._insert(self.results, records, "row_key")
 
-    def add_result_records(self, records: Iterable[dict[str, Any]]) -> tuple[int, int]:
-        """Insert prepared ``results`` records (``row_key`` set; ingest), in batches; a record with ``"skip":
-        True`` is only counted. Returns (read, inserted)."""
+    def add_result_records(self, records: Iterable[dict[str, Any]], conn: Any = None) -> tuple[int, int]:
+        """Insert prepared ``results`` records (``row_key`` set; ingest), in batches (each its own transaction
+        unless ``conn`` of :meth:`transaction` is given); a record with ``"skip": True`` is only counted. Returns
+        (read, inserted)."""
         read = inserted = 0
         batch: list[dict[str, Any]] = []
         for record in records:
@@ -213,24 +227,55 @@ class Store:
                 continue
             batch.append(record)
             if len(batch) >= _BATCH:
-                read, inserted = read + len(batch), inserted + self._insert(self.results, batch, "row_key")
+                read, inserted = read + len(batch), inserted + self._insert(self.results, batch, "row_key", conn)
                 batch = []
         if batch:
-            read, inserted = read + len(batch), inserted + self._insert(self.results, batch, "row_key")
+            read, inserted = read + len(batch), inserted + self._insert(self.results, batch, "row_key", conn)
         return read, inserted
 
-    def _insert(self, table: sa.Table, records: list[dict[str, Any]], key: str) -> int:
+    def _insert(self, table: sa.Table, records: list[dict[str, Any]], key: str, conn: Any = None) -> int:
+        """Insert ``records`` (dicts with every column but ``id``), skipping those whose ``key`` is stored; returns
+        how many went in. The INSERT is compiled once per table and run by the driver's own ``executemany`` with
+        tuples (SQLAlchemy's per-row parameter processing costs more than the database's work here); both
+        sqlite3 and psycopg 3 count the rows an ``executemany`` inserted."""
         if not records:
             return 0
-        with self._write() as conn:
-            statement = _insert_ignore(self.engine.dialect.name, table, key)
-            if self.engine.dialect.name == "sqlite":  # sqlite3's executemany counts the rows it inserted
-                return max(0, conn.execute(statement, records).rowcount or 0)
-            # psycopg's batched executemany reports no count: the keys that went in come back instead
-            return len(conn.execute(statement.returning(table.c[key]), records).all())
+        if conn is None:
+            with self._write() as own:
+                return self._insert(table, records, key, own)
+        sql, order = self._bulk_insert(table, key)
+        try:
+            cursor = conn.connection.cursor()
+            try:
+                cursor.executemany(sql, map(operator.itemgetter(*order), records))
+                return max(0, cursor.rowcount or 0)
+            finally:
+                cursor.close()
+        except _db_errors() as e:
+            raise _store_error(self.url, e) from None
+
+    def _bulk_insert(self, table: sa.Table, key: str) -> tuple[str, tuple[str, ...]]:
+        """The driver-level SQL of "insert, ignoring rows whose ``key`` is stored" for ``table`` with positional
+        parameters, and the column order of its parameters (compiled by SQLAlchemy, once)."""
+        import sqlalchemy as sa
+
+        if table.name not in self._compiled:
+            dialect = self.engine.dialect
+            positional = type(dialect)(paramstyle="qmark" if dialect.name == "sqlite" else "format")
+            names = [column.name for column in table.columns if column.name != "id"]
+            statement = _insert_ignore(dialect.name, table, key).values({n: sa.bindparam(n) for n in names})
+            compiled = statement.compile(dialect=positional)
+            self._compiled[table.name] = (compiled.string, tuple(compiled.positiontup or ()))
+        return self._compiled[table.name]
 
     def _write(self) -> Any:
         return _Transaction(self)
+
+    def transaction(self) -> Any:
+        """``with store.transaction() as conn``: one write transaction, committed when the block ends and rolled
+        back (nothing of it stored) when it raises; pass ``conn`` to the methods that take one. Database errors
+        become :class:`StoreError`."""
+        return self._write()
 
     # -- reading ------------------------------------------------------------------------------------------------
     def query(self, statement: Any) -> list[dict[str, Any]]:
@@ -255,6 +300,15 @@ class Store:
         except _db_errors() as e:
             raise _store_error(self.url, e) from None
 
+    def stream_rows(self, statement: Any, batch: int = 10000) -> Iterator[Any]:
+        """Like :meth:`stream`, but the rows as SQLAlchemy ``Row`` tuples in the select's column order (no dict per
+        row: for the hot loops over many rows)."""
+        try:
+            with self.engine.connect() as conn:
+                yield from conn.execution_options(stream_results=True, yield_per=batch).execute(statement)
+        except _db_errors() as e:
+            raise _store_error(self.url, e) from None
+
     def close(self) -> None:
         """Release the connections."""
         self.engine.dispose()
@@ -268,27 +322,43 @@ class _Transaction:
 
     def __enter__(self) -> Any:
         try:
-            self.context = self.store.engine.begin()
-            return self.context.__enter__()
+            self.conn = _writer(self.store.engine)
+            self.tx = self.conn.begin()
+            return self.conn
         except _db_errors() as e:
             raise _store_error(self.store.url, e) from None
 
     def __exit__(self, *exc: Any) -> None:
         try:
-            self.context.__exit__(*exc)
+            if exc[1] is None:
+                self.tx.commit()
+            else:
+                self.tx.rollback()
+            self.conn.close()
         except _db_errors() as e:
             raise _store_error(self.store.url, e) from None
         if exc[1] is not None and isinstance(exc[1], _db_errors()):
             raise _store_error(self.store.url, exc[1]) from None
 
 
-def open_store(url: str) -> Store:
-    """Open (creating or upgrading its schema when needed) the store at ``url``.
+def _writer(engine: Any) -> Any:
+    """A connection whose transactions write (on SQLite they begin with ``BEGIN IMMEDIATE``)."""
+    return engine.connect().execution_options(**{_WRITE: True})
+
+
+def open_store(url: str, *, create: bool = True) -> Store:
+    """Open the store at ``url``, creating it or upgrading its schema when needed. With ``create=False`` (the
+    tasks that only read) a store that does not exist yet is an error instead, and nothing is created.
 
     Raises:
-        ConfigError: a malformed URL or a driver that is not installed (exit 4, names the fix);
-        StoreError: the database does not answer or refuses (exit 1, names the URL without its password).
+        ConfigError: a malformed URL, a driver that is not installed, or (``create=False``) no store at ``url``
+            (exit 4, names the fix);
+        StoreError: the database does not answer or refuses, or its schema is newer than this madengine's (exit 1,
+            names the URL without its password).
     """
+    if not create and url.startswith("sqlite") and not _sqlite_exists(url):
+        raise ConfigError(f"--results-db {redact(url)}: no results store there yet; runs record into "
+                          "madengine-results.db next to perf.csv (or give --results-db URL)")
     try:
         store = Store(url)
     except _arg_errors() as e:
@@ -297,12 +367,30 @@ def open_store(url: str) -> Store:
         raise ConfigError(f"--results-db {redact(url)}: the driver {e.name!r} is not installed; install "
                           "madengine[postgres]") from None
     try:
-        if _revision(store) != SCHEMA_REVISION:
+        revision = _revision(store)
+        if revision is None and not create:
+            raise ConfigError(f"--results-db {redact(url)}: that database holds no results store yet; runs record "
+                              "into it (or give another --results-db URL)")
+        if revision is not None and revision > SCHEMA_REVISION:
+            raise StoreError(f"results store {redact(url)}: its schema revision {revision} is newer than this "
+                             f"madengine's ({SCHEMA_REVISION}); upgrade madengine to use it")
+        if revision != SCHEMA_REVISION:
             _migrate(store)
     except _db_errors() as e:
         store.close()
         raise _store_error(url, e) from None
+    except (ConfigError, StoreError):
+        store.close()
+        raise
     return store
+
+
+def _sqlite_exists(url: str) -> bool:
+    """Whether the SQLite URL names an existing file (``:memory:`` counts as existing)."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database or ""
+    return database in ("", ":memory:") or Path(database).is_file()
 
 
 def _revision(store: Store) -> str | None:
@@ -323,7 +411,7 @@ def _migrate(store: Store) -> None:
 
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
-    with store.engine.begin() as conn:
+    with _writer(store.engine) as conn, conn.begin():
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK})
         config.attributes["connection"] = conn
@@ -343,12 +431,14 @@ def _engine(url: str) -> Any:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA cache_size=-262144")  # up to 256 MiB of page cache: big ingests stay fast
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock now: no lock upgrade deadlock later
+            # a writer takes the write lock now (no lock-upgrade deadlock later); a reader never takes it
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
@@ -369,7 +459,7 @@ def _direction_for(model: str, directions: Mapping[str, str]) -> str:
     ``multiple_results`` row is named ``<model>_<result>``)."""
     if model in directions:
         return directions[model]
-    best = max((name for name in directions if model.startswith(name)), key=len, default="")
+    best = max((name for name in directions if model.startswith(f"{name}_")), key=len, default="")
     return directions.get(best, "")
 
 
@@ -388,8 +478,13 @@ def _digest(text: str) -> str:
 
 
 def csv_digest(cells: Iterable[str]) -> str:
-    """The ``csv_key`` of a perf.csv row: SHA-256 of its 29 cells as written."""
+    """The ``csv_key`` of a perf.csv row: SHA-256 of its 29 cells as written (:func:`csv_digest_of` their join)."""
     return _digest("\x1f".join(cells))
+
+
+def csv_digest_of(joined: str) -> str:
+    """SHA-256 (hex) of cells already joined with ``\\x1f``."""
+    return _digest(joined)
 
 
 def context_hash(ctx: Mapping[str, Any]) -> str:

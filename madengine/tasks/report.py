@@ -46,7 +46,7 @@ def _sources(c: Any, csv: list[str] | None, summary: list[str] | None, label: li
     return load_sources(paths, label or [], summary or [])
 
 
-def _emit(text: str, output: str | None, what: str, sources: list[Any], summary: list[str] | None) -> None:
+def _emit(c: Any, text: str, output: str | None, what: str, sources: list[Any], summary: list[str] | None) -> None:
     """Print ``text``, or write it to ``output`` (never over one of the inputs or any perf.csv: exit 4)."""
     from pathlib import Path
 
@@ -55,9 +55,21 @@ def _emit(text: str, output: str | None, what: str, sources: list[Any], summary:
     if not output or output == "-":
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return
-    inputs = [source.path for source in sources] + list(summary or [])
+    inputs = [source.path for source in sources] + list(summary or []) + _protected(c)
     write_text_atomic(Path(output), text if text.endswith("\n") else text + "\n", what=what, inputs=inputs)
     say(f"wrote {what} {output}")
+
+
+def _protected(c: Any) -> list[Any]:
+    """Files a report never writes over: the hub's inputs and the build manifest (of the configured hub, and of
+    the current directory)."""
+    from pathlib import Path
+
+    from madengine import settings
+    from madengine.safe_write import hub_inputs
+
+    config = settings.resolve(c.config.get("madengine"))
+    return [*hub_inputs(config["hub"]), *hub_inputs(Path.cwd()), Path(config["manifest_output"])]
 
 
 def _color() -> bool:
@@ -75,7 +87,7 @@ def report(c, csv=None, summary=None, label=None, format="table", output=None):
     sources = _sources(c, csv, summary, label)
     render = {"table": table.render_table, "json": table.render_json, "markdown": table.render_markdown,
               "html": html.render_html, "junit": junit.render_junit}[format]
-    _emit(render(sources), output, f"{format} report", sources, summary)
+    _emit(c, render(sources), output, f"{format} report", sources, summary)
 
 
 def _fraction(threshold: Any) -> float:
@@ -85,8 +97,8 @@ def _fraction(threshold: Any) -> float:
         value = 0.05 if threshold in (None, "") else float(threshold)
     except ValueError:
         value = -1.0
-    if not 0 <= value < 10:
-        raise ConfigError(f"--threshold {threshold!r}: give a fraction, e.g. 0.05 for 5%")
+    if not 0 <= value < 1:
+        raise ConfigError(f"--threshold {threshold!r}: give a fraction below 1, e.g. 0.05 for 5%")
     return value
 
 
@@ -119,7 +131,7 @@ def compare(c, csv=None, summary=None, label=None, by="model", threshold=None, f
         from madengine.report.verdicts import render_verdicts
 
         text = render_verdicts(_verdicts(c, results_db, baseline, candidate, threshold), format)
-        _emit(text, output, "comparison", [], summary)
+        _emit(c, text, output, "comparison", [], summary)
         return
     limit = _fraction(threshold)
     sources = _sources(c, csv, summary, label)
@@ -130,7 +142,7 @@ def compare(c, csv=None, summary=None, label=None, by="model", threshold=None, f
         text = compare_mod.render_compare_markdown(result)
     else:
         text = compare_mod.render_compare_table(result, color=_color() and output in (None, "-"))
-    _emit(text, output, "comparison", sources, summary)
+    _emit(c, text, output, "comparison", sources, summary)
 
 
 @mad_task(iterable=[*_ITERABLE, "history"], help={**_HELP, "history": "also plot this model's history from the "
@@ -151,7 +163,7 @@ def html(c, csv=None, summary=None, label=None, output="report.html", title="mad
             charts = [verdicts.history_svg(*verdicts.history(store, model)) for model in history]
         finally:
             store.close()
-    _emit(render_html(sources, title=title, histories=charts), output, "HTML report", sources, summary)
+    _emit(c, render_html(sources, title=title, histories=charts), output, "HTML report", sources, summary)
 
 
 @mad_task(iterable=_ITERABLE, help=_HELP)
@@ -160,14 +172,14 @@ def junit(c, csv=None, summary=None, label=None, output="junit.xml"):
     from madengine.report.junit import render_junit
 
     sources = _sources(c, csv, summary, label)
-    _emit(render_junit(sources), output, "JUnit XML", sources, summary)
+    _emit(c, render_junit(sources), output, "JUnit XML", sources, summary)
 
 
 @mad_task(iterable=_ITERABLE, help=_HELP)
 def check(c, references=None, csv=None, summary=None, label=None, allow_missing=False, results_db=None,
           baseline=None, candidate=None, threshold=None):
     """Check the newest results against a references YAML, or runs of the results store against a baseline
-    (--baseline/--candidate); exit 3 listing every metric out of bounds or regressed."""
+    (--baseline/--candidate); exit 3 listing every metric out of bounds, regressed, failed or missing."""
     from madengine.errors import ConfigError, RunError
     from madengine.report import check as check_mod
 
@@ -176,10 +188,11 @@ def check(c, references=None, csv=None, summary=None, label=None, allow_missing=
 
         judged = _verdicts(c, results_db, baseline, candidate, threshold)
         say(render_verdicts(judged))
-        regressed = [j for j in judged if j.verdict.kind == "regression"]
-        if regressed:
-            raise RunError(f"{len(regressed)} regression(s): " + "; ".join(
-                f"{j.model} {j.metric}: {j.verdict.reason}" for j in regressed[:5]))
+        failing = {"regression", "failed"} | (set() if allow_missing else {"missing"})
+        bad = [j for j in judged if j.verdict.kind in failing]
+        if bad:
+            raise RunError(f"{len(bad)} benchmark(s) regressed, failed or missing: " + "; ".join(
+                f"{j.model} {j.metric}: {j.verdict.kind}: {j.verdict.reason}".replace("  ", " ") for j in bad[:5]))
         return
     if not references:
         raise ConfigError("report.check needs --references F (a YAML file; see README 'Reporting')")
@@ -200,10 +213,12 @@ def history(c, model, metric=None, arch=None, results_db=None, threshold=None, l
 
     if format not in ("table", "json", "markdown"):
         raise ConfigError(f"--format {format!r}: report.history writes table, json or markdown")
+    if int(limit) < 1:
+        raise ConfigError(f"--limit {limit}: give the number of runs to show, at least 1")
     store = open_from_task(c, results_db)
     try:
         key, points = verdicts.history(store, model, metric=metric or "", gpu_architecture=arch or "",
                                        threshold=_fraction(threshold), limit=int(limit))
     finally:
         store.close()
-    _emit(verdicts.render_history(key, points, format), output, "history", [], None)
+    _emit(c, verdicts.render_history(key, points, format), output, "history", [], None)

@@ -20,12 +20,13 @@ _HELP = {
 }
 
 
-def open_from_task(c: Any, results_db: str | None) -> Any:
-    """The store a report/results task reads: ``--results-db``, else the context-free default next to the configured
-    perf.csv.
+def open_from_task(c: Any, results_db: str | None, *, create: bool = False) -> Any:
+    """The store a report/results task uses: ``--results-db``, else the context-free default next to the configured
+    perf.csv. Only a task that writes (``create=True``: ingest) creates it; the readers need it to exist.
 
     Raises:
-        ConfigError: ``none`` or a malformed URL; StoreError: the database does not answer.
+        ConfigError: ``none``, a malformed URL or (readers) no store there; StoreError: the database does not
+            answer.
     """
     from madengine import settings
     from madengine.errors import ConfigError
@@ -34,7 +35,7 @@ def open_from_task(c: Any, results_db: str | None) -> Any:
     url = resolve_url(results_db, None, settings.resolve(c.config.get("madengine"))["output"])
     if url is None:
         raise ConfigError("--results-db none: this task reads the results store; give its URL")
-    return open_store(url)
+    return open_store(url, create=create)
 
 
 @mad_task(iterable=["csv"], help=_HELP)
@@ -45,7 +46,7 @@ def ingest(c, csv=None, results_db=None, label=None):
 
     if not csv:
         raise ConfigError("results.ingest needs --csv F (repeatable)")
-    store = open_from_task(c, results_db)
+    store = open_from_task(c, results_db, create=True)
     try:
         for path in csv:
             done = ingest_csv(store, path, label=label or "")

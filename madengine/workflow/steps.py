@@ -26,7 +26,8 @@ from madengine.workflow.workspace import RUNS_DIR, _copy_masked, collect_artifac
 def rows(req: RunRequest, plan: Plan, workspace: Path, script_status: str = "") -> list[PerfRow]:
     """The run's perf rows from what its step script left in ``workspace`` (``steps.tsv``, ``model.out``, the
     ``multiple_results`` CSV; every measured run's of a repeated run, combined by :func:`combine_repeats`), checked
-    against the model's validity contract (:func:`madengine.results.validity.apply`).
+    against the model's validity contract (:func:`madengine.results.validity.apply`; each run's rows of a
+    repeated run too, so one invalid sample fails the row).
     ``script_status`` explains an abnormal end of the script itself (see :func:`script.read_outcome`).
     ``test_duration`` is the model step's wall time (the measured runs' total)."""
     from madengine.results import validity
@@ -35,6 +36,8 @@ def rows(req: RunRequest, plan: Plan, workspace: Path, script_status: str = "") 
 
 
 def _rows(req: RunRequest, plan: Plan, workspace: Path, script_status: str) -> list[PerfRow]:
+    from madengine.results import validity
+
     repeat, warmup = script.counts(req)
     outcome = script.read_outcome(workspace, plan, script_status, repeat=repeat, warmup=warmup)
     row = plan.row.model_copy(update={"test_duration": f"{outcome.duration:.2f}"})
@@ -51,9 +54,10 @@ def _rows(req: RunRequest, plan: Plan, workspace: Path, script_status: str) -> l
     if not script.repeated(req):
         return _run_rows(req, row, model, script.model_output(workspace), workspace / plan.model_dir, workspace)
     multiple = req.model.multiple_results
-    per_run = [_run_rows(req, row, step, script.measured_output(workspace, index), workspace / plan.model_dir,
-                         workspace, script.repeat_csv(workspace, index, multiple) if multiple else None)
-               for index, step in enumerate(outcome.repeats, 1)]
+    per_run = [validity.apply(req.model, _run_rows(req, row, step, script.measured_output(workspace, index),
+                                                   workspace / plan.model_dir, workspace,
+                                                   script.repeat_csv(workspace, index, multiple) if multiple else None))
+               for index, step in enumerate(outcome.repeats, 1)]  # every sample must be valid, not just the median
     unreported = script_status or f"the step script ended before it reported (no line in {script.STATE_DIR}/steps.tsv)"
     return combine_repeats(per_run, repeat, unreported)
 

@@ -69,7 +69,8 @@ def test_repeat_twice_gives_regression_and_noise(backend: str, store_hub: Path, 
 
     check = madengine("report.check", "--results-db", url, "--baseline", "label:base", "--candidate", "label:cand",
                       cwd=tmp_path)
-    assert check.rc == 3 and "1 regression(s): slowed samples_per_second" in check.err, check.text
+    assert check.rc == 3 and "1 benchmark(s) regressed, failed or missing: slowed samples_per_second: regression" \
+        in check.err, check.text
 
     engine = sa.create_engine(url)
     with engine.connect() as conn:
@@ -82,6 +83,9 @@ def test_repeat_twice_gives_regression_and_noise(backend: str, store_hub: Path, 
                for r in stored)
     assert sorted({r["repeat_index"] for r in stored}) == [0, 1, 2, 3, 4]
     assert {r["hub_git_commit"] for r in stored} == {commit}
+    password = sa.engine.make_url(url).password
+    assert all("--results-db" in r["command"] for r in stored)
+    assert not password or all(f":{password}@" not in r["command"] for r in stored)  # the DB password is not kept
 
     history = madengine("report.history", "slowed", "--results-db", url, cwd=tmp_path)
     assert history.rc == 0 and "regression" in history.out, history.text
@@ -98,3 +102,48 @@ def test_a_bad_results_db_stops_before_the_build(store_hub: Path, tmp_path: Path
     res = madengine("run.local", "--tags", "steady", "--additional-context", '{"gpu_vendor": "NONE"}',
                     "--results-db", "mysql://x/y", cwd=store_hub)
     assert res.rc == 4 and "mysql:// is not supported" in res.err, res.text
+
+
+def _v2_csv(path: Path, rows: list[dict[str, str]]) -> None:
+    from madengine.results.perf_csv import PERF_CSV_HEADER
+
+    lines = [",".join(PERF_CSV_HEADER)] + [",".join(r.get(n, "") for n in PERF_CSV_HEADER) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_the_cli_over_an_ingested_history(tmp_path: Path) -> None:
+    """Readers never create a store; report.check fails on a failed or missing benchmark as on a regression;
+    report outputs never replace the store, the manifest or the hub's files."""
+    (tmp_path / "models.json").write_text("[]\n")
+    res = madengine("results.runs", cwd=tmp_path)
+    assert res.rc == 4 and "no results store there yet" in res.err and "Traceback" not in res.text, res.text
+    assert not (tmp_path / "madengine-results.db").exists()
+
+    def row(model: str, value: str, build: str, status: str = "SUCCESS") -> dict[str, str]:
+        return {"model": model, "performance": value, "metric": "samples_per_second", "status": status,
+                "build_number": build}
+
+    base, cand = tmp_path / "base.csv", tmp_path / "cand.csv"
+    _v2_csv(base, [row(m, str(100 + i % 3), "7") for i in range(5) for m in ("ok", "crashes", "gone")])
+    _v2_csv(cand, [row("ok", str(100 + i % 3), "8") for i in range(5)] + [row("crashes", "", "8", "FAILURE")])
+    for path, label, new in ((base, "base", 15), (cand, "cand", 6), (base, "base", 0)):
+        res = madengine("results.ingest", "--csv", str(path), "--label", label, cwd=tmp_path)
+        assert res.rc == 0 and f"row(s) read, {new} new" in res.out, res.text
+
+    check = madengine("report.check", "--baseline", "label:base", "--candidate", "label:cand", cwd=tmp_path)
+    assert check.rc == 3, check.text
+    assert "crashes samples_per_second: failed" in check.err and "gone samples_per_second: missing" in check.err
+    allowed = madengine("report.check", "--baseline", "label:base", "--candidate", "label:cand", "--allow-missing",
+                        cwd=tmp_path)
+    assert allowed.rc == 3 and "gone" not in allowed.err.split("failed or missing:")[-1], allowed.text
+
+    db = tmp_path / "madengine-results.db"
+    size = db.stat().st_size
+    for target in (db, tmp_path / "models.json"):
+        res = madengine("report.compare", "--baseline", "label:base", "--candidate", "label:cand", "--output",
+                        str(target), cwd=tmp_path)
+        assert res.rc == 4 and "nothing was written" in res.err, res.text
+    assert db.stat().st_size == size and (tmp_path / "models.json").read_text() == "[]\n"
+    for threshold in ("1", "2.5"):
+        res = madengine("report.compare", "--baseline", "label:base", "--threshold", threshold, cwd=tmp_path)
+        assert res.rc == 4 and "a fraction below 1" in res.err, res.text

@@ -123,9 +123,10 @@ def test_bad_structure(tmp_path: Path, content: Any, message: str) -> None:
     ("tags", ["ok", 7], "a list of strings"),
     ("timeout", "soon", "an integer"),
     ("is_deprecated", "maybe", "a boolean"),
-    ("args", 32, "a string"),
+    ("args", 32, "a valid string"),
     ("distributed", "slurm", "an object"),
     ("n_gpus", 1.5, "an integer such as"),
+    ("metric_direction", "up", "'higher', 'lower' or ''"),
 ])
 def test_wrong_type_is_one_line_with_file_model_field(hub: Path, field: str, value: Any, expected: str) -> None:
     write_json(hub / "scripts/dummy2/models.json", [entry("fine"), entry("broken", **{field: value})])

@@ -192,6 +192,14 @@ def test_a_failing_repeat_stops_the_others_and_the_post_steps_run(tmp_path: Path
     assert (row.performance, row.samples) == ("54.5", [10.0, 99.0])
 
 
+def test_every_sample_is_held_to_the_validity_contract(tmp_path: Path) -> None:
+    body = 'if [ "$n" = 2 ]; then echo "performance: 0 items_per_second"; exit 0; fi'
+    req, workspace = _request(tmp_path, COUNTER_RUN_SH.format(body=body), repeat=3)
+    [row], out, rc = _run(req, workspace)
+    assert rc == 0, out  # the median (10) alone would pass: the zero of run 2 must fail the row
+    assert row.status == "FAILURE" and row.reason.startswith("repeat 2 of 3: performance is 0"), row.reason
+
+
 def test_the_timeout_applies_to_each_repeat(tmp_path: Path) -> None:
     body = 'if [ "$n" = 2 ]; then sleep 30; fi'
     req, workspace = _request(tmp_path, COUNTER_RUN_SH.format(body=body), repeat=2, timeout=1)

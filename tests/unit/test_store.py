@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from madengine.errors import ConfigError, StoreError
+from madengine.errors import ConfigError, PerfCsvError, StoreError
 from madengine.results.ingest import ingest_csv
 from madengine.results.perf_csv import PERF_CSV_HEADER, PerfRow, append_rows
 from madengine.results.store import SCHEMA_REVISION, RunInfo, open_store, resolve_url
@@ -122,8 +122,23 @@ def test_ingest_v2_twice_gives_no_duplicates(store_url: str, tmp_path: Path) -> 
     stored = _rows(store)
     assert [r["value"] for r in stored] == [101.5, 101.5, None, 99.0]
     assert {r["metric_direction"] for r in stored if r["metric"]} == {"higher"}
-    run = store.query(sa.select(store.runs))[0]
-    assert (run["source"], run["target"], run["label"]) == ("ingest", "ingest", "history")
+    runs = {r["run_id"]: r for r in store.query(sa.select(store.runs))}
+    assert len(runs) == 2  # the relabelled ingest that added nothing left no run; the new row went to its own
+    labelled = {runs[r["run_id"]]["label"]: r["value"] for r in stored}
+    assert labelled == {"history": None, "": 99.0}
+    assert {(r["source"], r["target"]) for r in runs.values()} == {("ingest", "ingest")}
+    store.close()
+
+
+def test_a_malformed_line_stores_nothing_of_the_file(store_url: str, tmp_path: Path) -> None:
+    csv_path = tmp_path / "perf.csv"
+    _write_csv(csv_path, list(PERF_CSV_HEADER), V2_ROWS * 3000)  # more than one insert batch before the bad line
+    with csv_path.open("a") as f:
+        f.write('bert,"cut short\n')
+    store = open_store(store_url)
+    with pytest.raises(PerfCsvError, match=r"perf.csv:9002"):
+        ingest_csv(store, csv_path)
+    assert _rows(store) == [] and store.query(sa.select(store.runs)) == []
     store.close()
 
 

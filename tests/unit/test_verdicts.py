@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from madengine.errors import ConfigError
 from madengine.report import verdicts
@@ -15,8 +16,10 @@ from madengine.results.perf_csv import PerfRow
 from madengine.results.store import RunInfo, open_store
 
 
-def _run(store, run_id: str, start: float, label: str, values: dict[str, list[float]], commit: str = "c1") -> None:
-    store.begin_run(RunInfo(run_id, started_at=start, label=label, hub_git_commit=commit, target="local"))
+def _run(store, run_id: str, start: float, label: str, values: dict[str, list[float]], commit: str = "c1",
+         context: str = "") -> None:
+    store.begin_run(RunInfo(run_id, started_at=start, label=label, hub_git_commit=commit, target="local",
+                            context_hash=context))
     store.add_rows(run_id, [PerfRow(model=model, status="SUCCESS", metric=metric, gpu_architecture="gfx942",
                                     performance=str(sorted(samples)[len(samples) // 2]), samples=samples)
                             for (model, metric), samples in
@@ -91,3 +94,48 @@ def test_history_of_one_benchmark(store) -> None:
     assert "regression" in text and "±" in text
     with pytest.raises(ConfigError, match="no SUCCESS result of model 'nope'"):
         verdicts.history(store, "nope")
+
+
+def test_a_failed_or_missing_candidate_is_a_verdict_not_insufficient_data(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    s = open_store(f"sqlite:///{tmp_path / 'r.db'}")
+    _run(s, "base", 1000.0, "nightly", {"crashes:tokens/s": _jitter(rng, 100), "gone:tokens/s": _jitter(rng, 50)})
+    s.begin_run(RunInfo("cand", started_at=2000.0, label="pr"))
+    s.add_rows("cand", [PerfRow(model="crashes", status="FAILURE", reason="exit 139 (segfault)"),
+                        PerfRow(model="new_broken", status="FAILURE", reason="timeout after 60 s")])
+    judged = {j.model: j.verdict for j in verdicts.compare_store(s, "run:base", "run:cand")}
+    assert judged["crashes"].kind == "failed" and "segfault" in judged["crashes"].reason
+    assert judged["gone"].kind == "missing"
+    assert judged["new_broken"].kind == "failed" and "timeout" in judged["new_broken"].reason
+    text = verdicts.render_verdicts(list(verdicts.compare_store(s, "run:base", "run:cand")))
+    assert text.endswith("3 benchmark(s): 0 regression, 0 improvement, 0 noise, 0 insufficient data, 2 failed, "
+                         "1 missing")
+    s.close()
+
+
+def test_history_comes_from_the_same_configuration_and_an_unstable_one_gives_no_verdict(tmp_path: Path) -> None:
+    rng = random.Random(11)
+    s = open_store(f"sqlite:///{tmp_path / 'r.db'}")
+    for i in range(6):  # another configuration (context) whose level swings wildly: must not widen our noise floor
+        _run(s, f"other{i}", 1000.0 + i, "x", {"m:tokens/s": _jitter(rng, 100 * (1 + 0.6 * (-1) ** i))},
+             context="ctx-b")
+    for i in range(6):
+        _run(s, f"h{i}", 1100.0 + i, "nightly", {"m:tokens/s": _jitter(rng, 100)}, context="ctx-a")
+    _run(s, "cand", 2000.0, "pr", {"m:tokens/s": _jitter(rng, 80)}, context="ctx-a")
+    judged = verdicts.compare_store(s, "run:h5", "run:cand")
+    assert judged[0].verdict.kind == "regression" and judged[0].verdict.threshold < 0.1
+    _run(s, "cand-b", 2001.0, "pr", {"m:tokens/s": _jitter(rng, 80)}, context="ctx-b")
+    unstable = verdicts.compare_store(s, "run:h5", "run:cand-b")[0].verdict
+    assert unstable.kind == "insufficient data" and "history unstable" in unstable.reason
+
+
+def test_a_declared_direction_applies_to_the_model_and_its_multiple_results_rows_only(tmp_path: Path) -> None:
+    s = open_store(f"sqlite:///{tmp_path / 'r.db'}")
+    s.begin_run(RunInfo("r", started_at=1.0))
+    rows = [PerfRow(model=m, status="SUCCESS", metric="score", performance="1") for m in ("bert", "bert_p99",
+                                                                                          "bertlarge")]
+    s.add_rows("r", rows, directions={"bert": "lower"})
+    stored = {row["model"]: row["metric_direction"] for row in s.query(
+        sa.select(s.results.c.model, s.results.c.metric_direction))}
+    assert stored == {"bert": "lower", "bert_p99": "lower", "bertlarge": "higher"}  # inferred from "score"
+    s.close()
