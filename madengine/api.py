@@ -202,11 +202,16 @@ def run(manifest: manifest_mod.Manifest, ctx: dict[str, Any], *, target: str | N
         request.recording = recording.start(output=output, hub=request.hub, manifest=manifest, ctx=ctx, target=name,
                                             results_db=results_db, label=label)
     cleanup.report_jobs(output)  # jobs a killed run left behind next to this perf.csv
+    ended = "failed"
     try:
         summary: RunSummary = deploy_fn(request)
+        ended = "done"
+    except KeyboardInterrupt:  # Ctrl-C and the stop signals (madengine.stop)
+        ended = "interrupted"
+        raise
     finally:
         if request.recording is not None:
-            request.recording.finish()
+            request.recording.finish(ended)
     return summary
 
 

@@ -117,8 +117,8 @@ class Model(BaseModel):
     metric_direction: Literal["higher", "lower", ""] = ""
     # the validity contract (madengine.results.validity): rows a run must print, the smallest valid performance
     # (in the metric's unit; None: any but 0), a metric that must be among the results
-    expected_results: int = Field(default=0, ge=0)
-    min_performance: float | None = None
+    expected_results: int = Field(default=0, ge=0, strict=True)
+    min_performance: float | None = Field(default=None, strict=True)
     required_metric: str = ""
     # Set by discover(); not part of the entry (excluded from dumps). Named so no MAD field can clash with them.
     hub_root: Path | None = Field(default=None, exclude=True, repr=False)

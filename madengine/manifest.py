@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,30 @@ class Manifest(BaseModel):
         merged = dict(self.context)
         merged.update({k: v for k, v in self.deployment_config.items() if not (k == "deploy" and v == "local")})
         return merged
+
+
+def select(manifest: Manifest, tags: Sequence[str], exclude_tags: Sequence[str] = ()) -> Manifest:
+    """The part of ``manifest`` that ``tags`` select among its built models (the ``--tags`` rules of
+    :func:`madengine.hub.select`, deprecated models included since they were built; ``model:key=value`` sets the
+    run's args): every image of each selected model.
+
+    Raises:
+        ConfigError: a tag that matches no built model (naming the closest), or one model selected with two
+            different args (a manifest runs each image once: run twice instead).
+    """
+    from madengine import hub
+
+    picked: dict[str, Model] = {}
+    for model in hub.select([manifest.model_for(image) for image in manifest.built_images], tags, exclude_tags,
+                            include_deprecated=True):
+        if model.name in picked and picked[model.name].args != model.args:
+            raise ConfigError(f"--tags selects built model {model.name!r} twice with different args; a manifest "
+                              "runs each image once: run once per setting")
+        picked[model.name] = model
+    images = {image: built for image, built in manifest.built_images.items()
+              if manifest.model_for(image).name in picked}
+    models = {image: picked[manifest.model_for(image).name] for image in images}
+    return manifest.model_copy(update={"built_images": images, "built_models": models})
 
 
 def load(path: str | Path) -> Manifest:

@@ -57,8 +57,9 @@ class WorkflowOptions:
     previous build), the hub, the context, where results go."""
 
     tags: list[str] = option([], "model name or tag to select (repeatable; 'all' selects every model; "
-                             "name:key=value adds --key value)", repeatable=True, build="only")
-    exclude_tags: list[str] = option([], "model name or tag to leave out (repeatable)", repeatable=True, build="only")
+                             "name:key=value adds --key value; with --manifest-file: among its built models)",
+                             repeatable=True, build="also")
+    exclude_tags: list[str] = option([], "model name or tag to leave out (repeatable)", repeatable=True, build="also")
     manifest_file: str | None = option(None, "run the images of this build manifest (skips the build)")
     hub: str | None = option(None, "model hub root (MAD layout); default: the current directory", build="also")
     additional_context: str | None = option(None, "context as a JSON object, e.g. '{\"gpu_vendor\": \"NONE\"}' "

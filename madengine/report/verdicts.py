@@ -4,7 +4,7 @@
 A *selection* picks runs from the store (:func:`select_runs`): comma-separated terms that must all hold,
 ``run:ID`` (prefix), ``label:NAME``, ``commit:SHA`` (prefix of the hub commit), ``context:HASH`` (prefix),
 ``target:NAME``, ``since:YYYY-MM-DD[THH:MM]``, ``until:...`` (UTC), ``latest`` (the newest run that passes the other
-terms) or ``latest~N`` (the one N runs before it). A *benchmark* is a model, its metric and the GPU architecture.
+terms and ended: not running, interrupted or failed) or ``latest~N`` (the one N such runs before it). A *benchmark* is a model, its metric and the GPU architecture.
 
 For each benchmark both sides' samples (every repeat of every selected run, SUCCESS rows with a number) are
 compared with :func:`madengine.results.stats.compare_many` (two-sided Mann-Whitney U plus a minimum effect; see
@@ -93,6 +93,8 @@ def select_runs(store: Store, selection: str) -> list[str]:
         else:
             raise ConfigError(f"selection {selection!r}: unknown term {term!r}; use run:ID, label:NAME, commit:SHA, "
                               "context:HASH, target:NAME, since:DATE, until:DATE, latest or latest~N")
+    if latest is not None:  # an interrupted or unfinished run is picked by its id, never as "the latest"
+        query = query.where(runs.c.status == "done")
     found = [r["run_id"] for r in store.query(query)]
     if latest is not None:
         found = [found[-1 - latest]] if latest < len(found) else []
@@ -171,7 +173,11 @@ def compare_store(store: Store, baseline: str, candidate: str, *, threshold: flo
 
     from madengine.results import stats
 
-    base_runs, cand_runs = select_runs(store, baseline), select_runs(store, candidate)
+    cand_runs = select_runs(store, candidate)
+    base_runs = [run for run in select_runs(store, baseline) if run not in set(cand_runs)]  # never both sides
+    if not base_runs:
+        raise ConfigError(f"--baseline {baseline!r} picks only runs that --candidate {candidate!r} picks too; "
+                          "choose a baseline without them")
     base, cand = _samples(store, base_runs), _samples(store, cand_runs)
     failed = _failures(store, cand_runs)
     runs = store.runs
@@ -254,7 +260,7 @@ def render_verdicts(judged: Sequence[Judged], fmt: str = "table") -> str:
 class Point:
     """One run of a benchmark in its history: when, which run (and label), the median and samples, the noise floor
     (relative) and reference level (median of the medians) of the runs before it, and the verdict against the run
-    before it. The noise band is ``reference × (1 ± noise)``."""
+    before it. The noise band is ``reference × (1 ± noise)``, never below 0 for a positive reference."""
 
     started_at: float
     run_id: str
@@ -270,7 +276,8 @@ class Point:
         """The noise band (low, high), or ``None`` before there is history."""
         if self.noise is None or self.reference is None:
             return None
-        return self.reference * (1 - self.noise), self.reference * (1 + self.noise)
+        low = self.reference * (1 - self.noise)
+        return (max(low, 0.0) if self.reference >= 0 else low), self.reference * (1 + self.noise)
 
 
 def history(store: Store, model: str, *, metric: str = "", gpu_architecture: str = "", threshold: float = 0.05,

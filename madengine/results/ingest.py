@@ -3,11 +3,14 @@
 Reads this project's perf.csv, madengine v2's (the same 29 columns) and madengine v1's (24-25 columns written with
 ``", "`` separators), streamed (constant memory). Each file (and ``--label``) becomes one run ``csv-<16 hex digits
 of its absolute path and label>`` (``source`` ``ingest``, started at the file's modification time); each row one
-result row whose key is a SHA-256 of its cells and its occurrence among identical rows of the file. Ingesting the
-same file again, or a file that has grown since, adds only the rows not stored yet (under a new ``--label`` they go
-to that label's run; rows stored before keep theirs); the same rows in a copy of the file under another path are
-not added twice either, nor rows a recorded run stored already. Columns that are not perf.csv's (e.g. a v1 file's
-own extras) go to ``extra`` as JSON.
+result row whose key is a SHA-256 of the file's absolute path, the row's cells and its occurrence among identical
+rows of the file. Ingesting the same file again, or a file that has grown since, adds only the rows not stored yet
+(under a new ``--label`` they go to that label's run; rows stored before keep theirs), and rows a recorded run
+stored already (the perf.csv it wrote) are skipped. Two files are two sources: a deterministic benchmark that
+printed the same row on two nights is two results. ``across_files=True`` (``--across-files``) leaves the path out
+of the key instead, for copies of one cumulative perf.csv (madengine v2 appends to one file): a row any file
+ingested that way holds is not added again. Columns that are not perf.csv's (e.g. a v1 file's own extras) go to
+``extra`` as JSON.
 
 A file is ingested in one transaction: a malformed line stores nothing of the file (the error names the line), and
 a file that adds no row creates no run.
@@ -38,12 +41,15 @@ _PERF_CSV_NAMES = frozenset(PERF_CSV_HEADER)
 
 @dataclass
 class Ingested:
-    """What one ingest did: the file, its run id, rows read and rows newly stored."""
+    """What one ingest did: the file, its run id, rows read and rows newly stored, and the SUCCESS rows whose
+    performance is not a finite number (stored as they are, but no verdict can use them) with the first such value."""
 
     path: Path
     run_id: str
     read: int
     inserted: int
+    unnumbered: int = 0
+    unnumbered_example: str = ""
 
 
 def iter_csv(path: str | Path) -> Iterator[dict[str, str]]:
@@ -81,13 +87,27 @@ def iter_csv(path: str | Path) -> Iterator[dict[str, str]]:
                     raise PerfCsvError(f"{path}:{reader.line_num}: {len(cells)} fields, but the header has "
                                        f"{len(header)}")
                 yield dict(zip(header, cells, strict=True))
+            if header is None:
+                raise PerfCsvError(f"{path}: empty, no perf.csv header (model, performance, metric, status)")
         except csv.Error as e:
             raise PerfCsvError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
         except UnicodeDecodeError as e:
-            raise PerfCsvError(f"{path}:{reader.line_num + 1}: not UTF-8 text ({e.reason})") from None
+            raise PerfCsvError(f"{path}:{_first_undecodable_line(path)}: not UTF-8 text ({e.reason})") from None
 
 
-def ingest_csv(store: Store, path: str | Path, *, label: str = "") -> Ingested:
+def _first_undecodable_line(path: Path) -> int:
+    """The number of the first line of ``path`` that is not UTF-8 (the decoder reads ahead, so its position
+    does not tell)."""
+    with path.open("rb") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0
+
+
+def ingest_csv(store: Store, path: str | Path, *, label: str = "", across_files: bool = False) -> Ingested:
     """Load the perf.csv at ``path`` into ``store`` (see the module docstring); returns what was read and added.
 
     Raises:
@@ -102,9 +122,11 @@ def ingest_csv(store: Store, path: str | Path, *, label: str = "") -> Ingested:
     run_id = "csv-" + hashlib.sha256(f"{path}\x1f{label}".encode(errors="surrogatepass")).hexdigest()[:16]
     command = f"results.ingest --csv {shlex.quote(str(path))}" + (f" --label {shlex.quote(label)}" if label else "")
     run = RunInfo(run_id=run_id, started_at=path.stat().st_mtime, ended_at=path.stat().st_mtime, command=command,
-                  target="ingest", label=label, output=str(path), source="ingest")
+                  target="ingest", label=label, output=str(path), source="ingest", status="done")
     now = time.time()
     directions: dict[str, str] = {}
+    source = "csv" if across_files else f"csv\x1f{path}"
+    odd: list[Any] = [0, ""]  # SUCCESS rows without a finite number, and the first such value
 
     def records() -> Iterator[dict[str, Any]]:
         seen: dict[str, int] = {}
@@ -123,11 +145,15 @@ def ingest_csv(store: Store, path: str | Path, *, label: str = "") -> Ingested:
             if metric not in directions:
                 directions[metric] = infer_direction(metric)
             extra = {name: cells[name] for name in extra_names}
-            yield {**values, "run_id": run_id, "recorded_at": now, "value": number(values["performance"]),
+            value = number(values["performance"])
+            if value is None and values["status"] == "SUCCESS":
+                odd[0] += 1
+                odd[1] = odd[1] or values["performance"]
+            yield {**values, "run_id": run_id, "recorded_at": now, "value": value,
                    "repeat_index": 0, "node_rank": cells.get("node_rank", ""), "reason": cells.get("reason", ""),
                    "metric_direction": directions[metric], "build_fingerprint": "",
                    "extra": json.dumps(extra, sort_keys=True) if extra else "",
-                   "csv_key": "", "row_key": csv_digest_of(f"csv\x1f{identity}\x1f{occurrence}"),
+                   "csv_key": "", "row_key": csv_digest_of(f"{source}\x1f{identity}\x1f{occurrence}"),
                    "_csv_key": csv_digest_of(identity)}  # matched against recorded runs only, not stored
 
     import sqlalchemy as sa
@@ -137,7 +163,7 @@ def ingest_csv(store: Store, path: str | Path, *, label: str = "") -> Ingested:
         read, inserted = store.add_result_records(_not_recorded(store, records()), conn)
         if new_run and not inserted:  # nothing new: no empty run is left behind
             conn.execute(sa.delete(store.runs).where(store.runs.c.run_id == run_id))
-    return Ingested(path, run_id, read, inserted)
+    return Ingested(path, run_id, read, inserted, odd[0], odd[1])
 
 
 def _not_recorded(store: Store, records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -23,7 +23,10 @@ NUMERIC_FIELDS = frozenset({"performance", "build_duration", "test_duration"})
 
 
 def number(text: Any) -> float | None:
-    """``text`` as a finite float, or ``None`` when blank, not a number, NaN or infinite."""
+    """``text`` as a finite float, or ``None`` when blank, not a number (``1_000`` and ``1,5`` are not), NaN or
+    infinite."""
+    if isinstance(text, str) and "_" in text:  # Python's float() reads digit separators; a perf line does not
+        return None
     try:
         value = float(text)
     except (TypeError, ValueError):

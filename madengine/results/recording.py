@@ -44,6 +44,7 @@ class Recording:
     fingerprints: dict[str, str] = field(default_factory=dict)
     store: Store | None = field(default=None, repr=False)
     failed: bool = False
+    warned: set[tuple[str, str]] = field(default_factory=set, repr=False)
 
     @property
     def run_id(self) -> str:
@@ -63,6 +64,7 @@ class Recording:
 
         if self.url is None or self.failed or not rows:
             return
+        self._check_directions(rows)
         try:
             store = self._open()
             store.add_rows(self.run_id, rows, directions=self.directions, fingerprints=self.fingerprints)
@@ -70,6 +72,21 @@ class Recording:
             self.failed = True
             console.warn(f"{e.message}; the rows are in perf.csv: import them later with `madengine results.ingest "
                          f"--csv {self.run.output} --results-db URL`")
+
+    def _check_directions(self, rows: Sequence[PerfRow]) -> None:
+        """Warn (once per model and metric) when a declared ``metric_direction`` contradicts the metric's name
+        (``lower`` for ``samples_per_second``): a wrong direction turns every regression into an improvement."""
+        from madengine.results.stats import infer_direction
+        from madengine.results.store import direction_for
+
+        for row in rows:
+            declared = direction_for(row.model, self.directions)
+            named = infer_direction(row.metric) if declared and row.metric else ""
+            if named and named != declared and (row.model, row.metric) not in self.warned:
+                self.warned.add((row.model, row.metric))
+                console.warn(f"model {row.model}: metric_direction {declared!r} (as built into the manifest) "
+                             f"contradicts its metric {row.metric!r}, which reads as {named}-is-better; verdicts "
+                             "use the declared direction")
 
     def _open(self) -> Store:
         from madengine.results.store import open_store
@@ -80,15 +97,16 @@ class Recording:
             self.store.begin_run(self.run)
         return self.store
 
-    def finish(self) -> None:
-        """Record the run's end time and close the store (errors reported, never raised)."""
+    def finish(self, status: str = "done") -> None:
+        """Record the run's end time and how it ended (``status``, see
+        :data:`madengine.results.store.RUN_STATUSES`), and close the store (errors reported, never raised)."""
         from madengine.errors import StoreError
 
         if self.store is None:
             return
         try:
             if not self.failed:
-                self.store.end_run(self.run_id)
+                self.store.end_run(self.run_id, status=status)
         except StoreError as e:
             console.warn(e.message)
         finally:

@@ -34,11 +34,11 @@ def render_runs(store: Store, limit: int, *, as_json: bool = False) -> str:
     rows = store.query(sa.select(runs, count.label("rows")).order_by(runs.c.started_at.desc()).limit(limit))[::-1]
     if as_json:
         return json.dumps(rows, indent=2)
-    headers = ("run", "started (UTC)", "ended", "target", "label", "hub commit", "rows")
-    table = [[row["run_id"], _when(row["started_at"]), _when(row["ended_at"])[11:], row["target"], row["label"],
-              row["hub_git_commit"][:12] + ("+dirty" if row["hub_git_commit"].endswith("+dirty") else ""),
+    headers = ("run", "started (UTC)", "ended", "status", "target", "label", "hub commit", "rows")
+    table = [[row["run_id"], _when(row["started_at"]), _when(row["ended_at"])[11:], row["status"], row["target"],
+              row["label"], row["hub_git_commit"][:12] + ("+dirty" if row["hub_git_commit"].endswith("+dirty") else ""),
               str(row["rows"])] for row in rows]
-    return aligned(headers, table, [False] * 6 + [True]) + f"\n\n{len(rows)} run(s) in {store.url_shown}"
+    return aligned(headers, table, [False] * 7 + [True]) + f"\n\n{len(rows)} run(s) in {store.url_shown}"
 
 
 def render_row(store: Store, row_id: Any, *, as_json: bool = False) -> str:

@@ -57,11 +57,17 @@ _BATCH = 20000
 _WRITE = "madengine_write"  # execution option of a connection that writes (SQLite: BEGIN IMMEDIATE)
 
 
+#: How a run ended: still ``running`` (or killed without a chance to say), ``done`` (every model ran; rows may still
+#: be FAILURE), ``interrupted`` (Ctrl-C or a stop signal: the models that finished are stored, the one running is
+#: not), ``failed`` (madengine itself stopped with an error). An ingested file is ``done``.
+RUN_STATUSES = ("running", "done", "interrupted", "failed")
+
+
 @dataclass
 class RunInfo:
     """One ``runs`` row: ``started_at``/``ended_at`` in seconds since the epoch (UTC; ``None`` = still running),
     ``command`` the command line, ``target`` local/slurm/k8s/a plugin or ``ingest``, ``context_hash`` SHA-256 of
-    the run context (canonical JSON), ``source`` ``run`` or ``ingest``."""
+    the run context (canonical JSON), ``source`` ``run`` or ``ingest``, ``status`` one of :data:`RUN_STATUSES`."""
 
     run_id: str
     started_at: float = field(default_factory=time.time)
@@ -75,6 +81,7 @@ class RunInfo:
     host: str = ""
     output: str = ""
     source: str = "run"
+    status: str = "running"
 
 
 def resolve_url(option: str | None, context_value: Any, output: str | Path) -> str | None:
@@ -93,7 +100,10 @@ def resolve_url(option: str | None, context_value: Any, output: str | Path) -> s
     text = value.strip()
     if text.lower() in ("none", "off", "false"):
         return None
+    hint = "give sqlite:///FILE, postgresql+psycopg://USER:PASSWORD@HOST/DB, a file path or 'none'"
     if "://" not in text:
+        if _SCHEME.match(text) or "@" in text:  # a URL with a typo (`postgresql:/u:pw@h/db`): never a file name
+            raise ConfigError(f"--results-db {_mask_userinfo(text)}: not a database URL; {hint}")
         return f"sqlite:///{Path(text).expanduser().resolve()}"
     scheme = text.split("://", 1)[0].lower()
     if scheme.split("+", 1)[0] not in ("sqlite", "postgresql", "postgres"):
@@ -101,7 +111,36 @@ def resolve_url(option: str | None, context_value: Any, output: str | Path) -> s
                           "postgresql+psycopg://USER:PASSWORD@HOST/DB")
     if scheme in ("postgresql", "postgres"):  # psycopg 3 is the driver the postgres extra installs
         text = "postgresql+psycopg://" + text.split("://", 1)[1]
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(text)
+        url.port  # noqa: B018 - parsed lazily: a malformed port or host raises here
+    except Exception:  # noqa: BLE001 - SQLAlchemy raises several types for a malformed URL
+        raise ConfigError(f"--results-db {_mask_userinfo(text)}: malformed URL; {hint}") from None
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        raise ConfigError(f"--results-db {text}: an in-memory database keeps nothing; {hint}")
     return text
+
+
+_SCHEME = re.compile(r"^[A-Za-z][\w+.-]*:")  # `scheme:`; a file whose name has a colon is given as ./a:b.db
+
+
+def _mask_userinfo(text: str) -> str:
+    """``text`` with whatever stands between a ``:`` and an ``@`` masked (a password in a malformed URL)."""
+    return re.sub(r":[^:@/]*@", ":***@", text)
+
+
+def check_label(label: str | None, flag: str = "--label") -> None:
+    """Refuse a run label no selection could pick: one with a comma (selections join terms with commas) or with
+    leading/trailing blanks.
+
+    Raises:
+        ConfigError: names the label and the fix (exit 4).
+    """
+    if label and ("," in label or label != label.strip()):
+        raise ConfigError(f"{flag} {label!r}: a label cannot hold a comma or start/end with blanks (the selection "
+                          "label:NAME could not pick it); use e.g. - or _ instead")
 
 
 def redact(url: str) -> str:
@@ -111,7 +150,7 @@ def redact(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - a malformed URL is shown without its credentials part
-        return url.split("://", 1)[0] + "://…"
+        return _mask_userinfo(url)
 
 
 _URL_PASSWORD = re.compile(r"(\b[A-Za-z][\w+.-]*://[^:/@\s]*:)[^@\s]+@")
@@ -134,7 +173,7 @@ def tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("ended_at", sa.Float),
         *(sa.Column(name, sa.Text, nullable=False, server_default="")
           for name in ("command", "target", "label", "context_hash", "hub_git_commit", "madengine_version", "host",
-                       "output", "source")),
+                       "output", "source", "status")),
     )
     results = sa.Table(
         "results", metadata,
@@ -174,13 +213,13 @@ class Store:
         """Record ``run`` (a run already stored under its id is left as it is: returns False)."""
         return self._insert(self.runs, [asdict(run)], "run_id", conn) > 0
 
-    def end_run(self, run_id: str, ended_at: float | None = None) -> None:
-        """Set the run's end time (seconds since the epoch; default now)."""
+    def end_run(self, run_id: str, ended_at: float | None = None, status: str = "done") -> None:
+        """Set the run's end time (seconds since the epoch; default now) and how it ended (:data:`RUN_STATUSES`)."""
         import sqlalchemy as sa
 
         with self._write() as conn:
             conn.execute(sa.update(self.runs).where(self.runs.c.run_id == run_id)
-                         .values(ended_at=time.time() if ended_at is None else ended_at))
+                         .values(ended_at=time.time() if ended_at is None else ended_at, status=status))
 
     def add_rows(self, run_id: str, rows: Sequence[PerfRow], *, directions: Mapping[str, str] | None = None,
                  fingerprints: Mapping[str, str] | None = None) -> int:
@@ -199,7 +238,7 @@ class Store:
         seen: dict[str, int] = {}
         for row in rows:
             cells = row.to_csv_dict()
-            direction = _direction_for(row.model, directions or {}) or infer_direction(row.metric)
+            direction = direction_for(row.model, directions or {}) or infer_direction(row.metric)
             base = {**cells, "run_id": run_id, "recorded_at": now, "node_rank": row.node_rank,
                     "reason": row.reason, "metric_direction": direction,
                     "build_fingerprint": (fingerprints or {}).get(row.docker_image, ""), "extra": ""}
@@ -454,7 +493,7 @@ def _insert_ignore(dialect: str, table: sa.Table, key: str) -> Any:
     return sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
 
 
-def _direction_for(model: str, directions: Mapping[str, str]) -> str:
+def direction_for(model: str, directions: Mapping[str, str]) -> str:
     """The declared direction of ``model``, or of the longest declared model name it extends (a
     ``multiple_results`` row is named ``<model>_<result>``)."""
     if model in directions:
@@ -488,7 +527,9 @@ def csv_digest_of(joined: str) -> str:
 
 
 def context_hash(ctx: Mapping[str, Any]) -> str:
-    """SHA-256 of the context as canonical JSON (sorted keys): equal contexts, equal hashes."""
+    """SHA-256 of the context as canonical JSON (sorted keys), without ``results_db`` (where results are stored
+    is not part of the configuration, and may hold a password): equal contexts, equal hashes."""
+    ctx = {key: value for key, value in ctx.items() if key != "results_db"}
     return _digest(json.dumps(ctx, sort_keys=True, default=str, separators=(",", ":")))
 
 

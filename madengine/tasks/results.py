@@ -38,20 +38,28 @@ def open_from_task(c: Any, results_db: str | None, *, create: bool = False) -> A
     return open_store(url, create=create)
 
 
-@mad_task(iterable=["csv"], help=_HELP)
-def ingest(c, csv=None, results_db=None, label=None):
+@mad_task(iterable=["csv"], help={**_HELP, "across_files": "skip rows any file ingested with this flag holds "
+                                   "(copies of one cumulative perf.csv, as madengine v2 leaves them)"})
+def ingest(c, csv=None, results_db=None, label=None, across_files=False):
     """Import perf.csv files into the results store; importing one again adds nothing twice."""
+    from madengine import console
     from madengine.errors import ConfigError
     from madengine.results.ingest import ingest_csv
+    from madengine.results.store import check_label
 
     if not csv:
         raise ConfigError("results.ingest needs --csv F (repeatable)")
+    check_label(label)
     store = open_from_task(c, results_db, create=True)
     try:
         for path in csv:
-            done = ingest_csv(store, path, label=label or "")
+            done = ingest_csv(store, path, label=label or "", across_files=bool(across_files))
             say(f"{done.path}: {done.read} row(s) read, {done.inserted} new, {done.read - done.inserted} already "
                 f"stored (run {done.run_id} in {store.url_shown})")
+            if done.unnumbered:
+                console.warn(f"{done.path}: {done.unnumbered} SUCCESS row(s) have no finite performance "
+                    f"number (e.g. {done.unnumbered_example!r}); they are stored as they are, and no verdict or "
+                    "history uses them")
     finally:
         store.close()
 

@@ -59,6 +59,9 @@ def workflow(c: Any, target: str | None, workflow_options: WorkflowOptions, opti
     dry = options.skip_model_run or bool((target_options or {}).get("dry_run"))
 
     def check_store(ctx: dict[str, Any]) -> None:  # a bad --results-db or a dead server: before anything is built
+        from madengine.results.store import check_label
+
+        check_label(w.label)
         if not dry:
             from madengine.results import recording
 
@@ -70,6 +73,8 @@ def workflow(c: Any, target: str | None, workflow_options: WorkflowOptions, opti
             say(f"madengine: note: --manifest-file given; {', '.join(build_only)} only act on a build and are "
                 "ignored (the manifest decides what runs)")
         manifest = manifest_mod.load(w.manifest_file)
+        if w.tags:  # run only the built models the tags select
+            manifest = manifest_mod.select(manifest, w.tags, w.exclude_tags or ())
         ctx = api.load_context(w.additional_context, opts["additional_context_file"], manifest.stored_context())
         chosen = target or api.deploy_target(ctx)
         run_spec.check_supported(options, chosen, _honours(chosen))

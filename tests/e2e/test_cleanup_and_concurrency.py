@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -44,6 +45,9 @@ def test_signal_removes_container_and_keeps_perf_csv(hub: Path, docker_client, n
     assert "interrupted" in err and "Traceback" not in err
     assert not docker_client.containers.list(all=True, filters={"name": name})
     assert (hub / "perf.csv").read_bytes() == before
+    with sqlite3.connect(hub / "madengine-results.db") as db:  # the store says how each run ended
+        ended = db.execute("SELECT status FROM runs ORDER BY started_at").fetchall()
+    assert ended == [("done",), ("interrupted",)]
 
 
 def test_sigkill_leftover_is_reported_and_cleaned(hub: Path, docker_client, no_leftovers) -> None:

@@ -144,6 +144,10 @@ def test_the_cli_over_an_ingested_history(tmp_path: Path) -> None:
                         str(target), cwd=tmp_path)
         assert res.rc == 4 and "nothing was written" in res.err, res.text
     assert db.stat().st_size == size and (tmp_path / "models.json").read_text() == "[]\n"
+    res = madengine("results.ingest", "--csv", str(base), "--label", "a,b", cwd=tmp_path)
+    assert res.rc == 4 and "cannot hold a comma" in res.err, res.text
+    res = madengine("results.runs", "--results-db", "postgresql:/me:Pw-123@h/db", cwd=tmp_path)
+    assert res.rc == 4 and "not a database URL" in res.err and "Pw-123" not in res.text, res.text
     for threshold in ("1", "2.5"):
         res = madengine("report.compare", "--baseline", "label:base", "--threshold", threshold, cwd=tmp_path)
         assert res.rc == 4 and "a fraction below 1" in res.err, res.text

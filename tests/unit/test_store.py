@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from madengine.errors import ConfigError, PerfCsvError, StoreError
 from madengine.results.ingest import ingest_csv
 from madengine.results.perf_csv import PERF_CSV_HEADER, PerfRow, append_rows
-from madengine.results.store import SCHEMA_REVISION, RunInfo, open_store, resolve_url
+from madengine.results.store import SCHEMA_REVISION, RunInfo, context_hash, open_store, resolve_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -184,6 +184,51 @@ def test_resolve_url() -> None:
         resolve_url("mysql://h/db", None, "perf.csv")
     with pytest.raises(ConfigError, match="results_db"):
         resolve_url(None, 42, "perf.csv")
+    for typo in ("postgresql+psycopg:/me:S3cret@h/db", "me:S3cret@h/db"):  # never a file named after the password
+        with pytest.raises(ConfigError, match="not a database URL") as e:
+            resolve_url(typo, None, "perf.csv")
+        assert "S3cret" not in e.value.message
+    with pytest.raises(ConfigError, match="malformed URL") as e:
+        resolve_url("postgresql://u:S3cret@[::1/db", None, "perf.csv")
+    assert "S3cret" not in e.value.message
+    with pytest.raises(ConfigError, match="in-memory database keeps nothing"):
+        resolve_url("sqlite://", None, "perf.csv")
+
+
+def test_the_context_hash_leaves_out_where_results_go() -> None:
+    ctx = {"gpu_vendor": "NONE", "docker_env_vars": {"A": "1"}}
+    assert context_hash(ctx) == context_hash({**ctx, "results_db": "postgresql://u:pw@h/db"})
+    assert context_hash(ctx) != context_hash({**ctx, "gpu_vendor": "AMD"})
+
+
+def test_two_files_are_two_sources_unless_across_files(tmp_path: Path) -> None:
+    night1, night2 = tmp_path / "n1.csv", tmp_path / "n2.csv"
+    for path in (night1, night2):  # a deterministic benchmark: the same row on two nights
+        _write_csv(path, list(PERF_CSV_HEADER), V2_ROWS[:1])
+    store = open_store(f"sqlite:///{tmp_path / 'r.db'}")
+    assert [ingest_csv(store, p).inserted for p in (night1, night2, night1)] == [1, 1, 0]
+    cumulative = tmp_path / "copy-of-n1.csv"
+    _write_csv(cumulative, list(PERF_CSV_HEADER), V2_ROWS[:1] + V2_ROWS[2:])
+    across = [ingest_csv(store, p, across_files=True).inserted for p in (night1, cumulative)]
+    assert across == [1, 1]  # the first copy under the content key, then only the row it lacks
+    store.close()
+
+
+def test_files_that_are_not_perf_csv(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'r.db'}")
+    (tmp_path / "empty.csv").write_bytes(b"")
+    with pytest.raises(PerfCsvError, match="empty, no perf.csv header"):
+        ingest_csv(store, tmp_path / "empty.csv")
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes(b"model,performance,metric,status\nok,1,x/s,SUCCESS\ncaf\xe9,2,x/s,SUCCESS\n")
+    with pytest.raises(PerfCsvError, match=r"latin1.csv:3: not UTF-8"):
+        ingest_csv(store, latin)
+    odd = tmp_path / "odd.csv"
+    odd.write_text("model,performance,metric,status\na,nan,x/s,SUCCESS\nb,1_000,x/s,SUCCESS\nc,5,x/s,SUCCESS\n")
+    done = ingest_csv(store, odd)
+    assert (done.inserted, done.unnumbered, done.unnumbered_example) == (3, 2, "nan")
+    assert store.query(sa.select(store.runs.c.status)) == [{"status": "done"}]
+    store.close()
 
 
 def test_a_dead_server_is_one_line_without_the_password() -> None:

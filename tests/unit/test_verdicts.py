@@ -19,7 +19,7 @@ from madengine.results.store import RunInfo, open_store
 def _run(store, run_id: str, start: float, label: str, values: dict[str, list[float]], commit: str = "c1",
          context: str = "") -> None:
     store.begin_run(RunInfo(run_id, started_at=start, label=label, hub_git_commit=commit, target="local",
-                            context_hash=context))
+                            context_hash=context, status="done"))
     store.add_rows(run_id, [PerfRow(model=model, status="SUCCESS", metric=metric, gpu_architecture="gfx942",
                                     performance=str(sorted(samples)[len(samples) // 2]), samples=samples)
                             for (model, metric), samples in
@@ -73,7 +73,9 @@ def test_the_noise_floor_of_a_noisy_history_turns_a_small_change_into_noise(tmp_
 
 
 def test_selection_terms(store) -> None:
+    store.begin_run(RunInfo("broken", started_at=3000.0, label="pr-42", status="interrupted"))
     assert verdicts.select_runs(store, "label:nightly") == [f"h{i}" for i in range(6)]
+    assert verdicts.select_runs(store, "run:broken") == ["broken"]  # by its id, never as the latest
     assert verdicts.select_runs(store, "latest") == ["cand"]
     assert verdicts.select_runs(store, "latest~1") == ["h5"]
     assert verdicts.select_runs(store, "commit:c2") == ["cand"]
@@ -139,3 +141,10 @@ def test_a_declared_direction_applies_to_the_model_and_its_multiple_results_rows
         sa.select(s.results.c.model, s.results.c.metric_direction))}
     assert stored == {"bert": "lower", "bert_p99": "lower", "bertlarge": "higher"}  # inferred from "score"
     s.close()
+
+
+def test_the_baseline_never_holds_the_candidates_runs(store) -> None:
+    judged = {j.model: j.verdict for j in verdicts.compare_store(store, "since:1970-01-01", "label:pr-42")}
+    assert judged["slowed"].n_baseline == 30 and judged["slowed"].kind == "regression"  # 6 runs x 5, not 7 x 5
+    with pytest.raises(ConfigError, match="picks only runs that --candidate"):
+        verdicts.compare_store(store, "run:cand", "run:cand")

@@ -16,7 +16,7 @@ branch_labels = None
 depends_on = None
 
 _RUN_TEXT = ("command", "target", "label", "context_hash", "hub_git_commit", "madengine_version", "host", "output",
-             "source")
+             "source", "status")
 
 
 def upgrade() -> None:
