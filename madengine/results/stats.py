@@ -137,7 +137,9 @@ def noise_floor(history: Sequence[Sequence[float]]) -> float | None:
     ``history`` holds one sequence of samples per earlier run, oldest first (empty runs are ignored). Two robust
     estimates, each two robust standard deviations (2 x 1.4826 x MAD) relative to the level, the larger one wins:
 
-    * between runs (needs >= 3 runs): the MAD of the per-run medians m_i over the median of the m_i;
+    * between runs (needs >= 3 runs): the smaller of the MAD of the per-run medians m_i, and the MAD of their
+      successive differences m_i - m_(i-1) divided by sqrt(2) (a standard noise estimate that one step change in
+      the level does not inflate), over the median of the m_i;
     * within runs (needs >= 3 samples in all): the MAD of the pooled relative residuals (x_ij - m_i) / |m_i| of the
       runs with >= 2 samples and a non-zero median.
 
@@ -158,7 +160,9 @@ def noise_floor(history: Sequence[Sequence[float]]) -> float | None:
     centre = median(meds)
     level = abs(centre)
     if len(runs) >= 3 and level > 0:
-        estimates.append(2 * _MAD_TO_SD * median(abs(m - centre) for m in meds) / level)
+        spread = min(median(abs(m - centre) for m in meds),
+                     median(abs(b - a) for a, b in zip(meds, meds[1:])) / math.sqrt(2))
+        estimates.append(2 * _MAD_TO_SD * spread / level)
     resid = [(x - m) / abs(m) for run, m in zip(runs, meds, strict=True) if len(run) >= 2 and m != 0 for x in run]
     if resid and total >= 3:
         estimates.append(2 * _MAD_TO_SD * median(abs(r) for r in resid))

@@ -158,6 +158,13 @@ def test_noise_floor_from_history_turns_a_six_percent_change_into_noise() -> Non
     assert compare(base, cand, "higher", noise=floor).kind == "noise"
 
 
+def test_one_step_change_in_the_history_does_not_widen_the_noise_floor() -> None:
+    rng = np.random.default_rng(5)
+    history = [_jitter(rng, level, 0.005) for level in [100.0] * 5 + [150.0] * 5]  # a genuine 50% step up
+    floor = noise_floor(history)
+    assert floor is not None and floor < 0.05  # the step is one change, not noise
+
+
 def test_noise_floor_within_run_spread_and_too_little_history() -> None:
     assert noise_floor([]) is None
     assert noise_floor([[100.0], [101.0]]) is None
