@@ -18,6 +18,7 @@ numpy and scipy are imported inside the functions so that ``import madengine`` s
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Sequence
@@ -161,7 +162,7 @@ def noise_floor(history: Sequence[Sequence[float]]) -> float | None:
     level = abs(centre)
     if len(runs) >= 3 and level > 0:
         spread = min(median(abs(m - centre) for m in meds),
-                     median(abs(b - a) for a, b in zip(meds, meds[1:])) / math.sqrt(2))
+                     median(abs(b - a) for a, b in itertools.pairwise(meds)) / math.sqrt(2))
         estimates.append(2 * _MAD_TO_SD * spread / level)
     resid = [(x - m) / abs(m) for run, m in zip(runs, meds, strict=True) if len(run) >= 2 and m != 0 for x in run]
     if resid and total >= 3:
