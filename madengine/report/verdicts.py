@@ -104,24 +104,45 @@ def select_runs(store: Store, selection: str) -> list[str]:
     return found
 
 
-def _samples(store: Store, run_ids: Sequence[str]) -> dict[Key, tuple[list[float], str]]:
-    """Benchmark → (samples, stored direction) of the SUCCESS rows with a number in ``run_ids``."""
+PerRun = dict[Key, dict[str, list[float]]]  # benchmark -> run id -> samples
+
+
+def _per_run(store: Store, run_ids: Sequence[str]) -> tuple[PerRun, dict[Key, dict[str, str]]]:
+    """The samples of the SUCCESS rows with a number in ``run_ids``, per benchmark and run (each run's rows are read
+    once, whichever side or history needs them), and the direction stored with them per benchmark and run."""
     import sqlalchemy as sa
 
     r = store.results
-    found: dict[Key, tuple[list[float], str]] = {}
+    found: PerRun = {}
+    directions: dict[Key, dict[str, str]] = {}
     for chunk in range(0, len(run_ids), 500):
-        query = (sa.select(r.c.model, r.c.metric, r.c.gpu_architecture, r.c.value, r.c.metric_direction)
+        query = (sa.select(r.c.run_id, r.c.model, r.c.metric, r.c.gpu_architecture, r.c.value, r.c.metric_direction)
                  .where(r.c.run_id.in_(run_ids[chunk:chunk + 500]), r.c.status == "SUCCESS", r.c.value.is_not(None))
                  .order_by(r.c.id))
-        for model, metric, arch, value, direction in store.stream_rows(query):
-            entry = found.get((model, metric, arch))
-            if entry is None:
-                entry = found[(model, metric, arch)] = ([], direction)
-            elif direction and not entry[1]:
-                entry = found[(model, metric, arch)] = (entry[0], direction)
-            entry[0].append(value)
-    return found
+        for run_id, model, metric, arch, value, direction in store.stream_rows(query):
+            key = (model, metric, arch)
+            runs = found.get(key)
+            if runs is None:
+                runs = found[key] = {}
+            samples = runs.get(run_id)
+            if samples is None:
+                samples = runs[run_id] = []
+                if direction:
+                    directions.setdefault(key, {})[run_id] = direction
+            samples.append(value)
+    return found, directions
+
+
+def _side(found: PerRun, directions: dict[Key, dict[str, str]], run_ids: Sequence[str]) -> dict[Key, tuple[list[float], str]]:
+    """Benchmark -> (the samples of ``run_ids``, in run order, and the direction stored with the first of them)."""
+    side: dict[Key, tuple[list[float], str]] = {}
+    for key, runs in found.items():
+        present = [run for run in run_ids if run in runs]
+        if present:
+            stored = directions.get(key, {})
+            direction = next((stored[run] for run in present if run in stored), "")
+            side[key] = ([x for run in present for x in runs[run]], direction)
+    return side
 
 
 def _failures(store: Store, run_ids: Sequence[str]) -> dict[str, str]:
@@ -140,26 +161,16 @@ def _failures(store: Store, run_ids: Sequence[str]) -> dict[str, str]:
     return found
 
 
-def _history(store: Store, before: float, exclude: set[str], keys: set[Key],
-             contexts: set[str]) -> dict[Key, list[list[float]]]:
-    """Benchmark → samples per earlier run (oldest first): the last :data:`HISTORY_RUNS` runs before ``before``
-    whose context hash is one of ``contexts``."""
+def _earlier_runs(store: Store, before: float, exclude: set[str], contexts: set[str]) -> list[str]:
+    """The last :data:`HISTORY_RUNS` runs (oldest first) that started before ``before``, not in ``exclude``, whose
+    context hash is one of ``contexts``: the history a noise floor is learned from."""
     import sqlalchemy as sa
 
-    runs, r = store.runs, store.results
+    runs = store.runs
     earlier = [row["run_id"] for row in store.query(
         sa.select(runs.c.run_id).where(runs.c.started_at < before, runs.c.context_hash.in_(sorted(contexts)))
         .order_by(runs.c.started_at.desc()).limit(HISTORY_RUNS + len(exclude)))]
-    earlier = [run for run in earlier if run not in exclude][:HISTORY_RUNS][::-1]
-    per_run: dict[Key, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    if earlier:
-        query = (sa.select(r.c.run_id, r.c.model, r.c.metric, r.c.gpu_architecture, r.c.value)
-                 .where(r.c.run_id.in_(earlier), r.c.status == "SUCCESS", r.c.value.is_not(None)))
-        for run_id, model, metric, arch, value in store.stream_rows(query):
-            key = (model, metric, arch)
-            if key in keys:
-                per_run[key][run_id].append(value)
-    return {key: [runs_[run] for run in earlier if run in runs_] for key, runs_ in per_run.items()}
+    return [run for run in earlier if run not in exclude][:HISTORY_RUNS][::-1]
 
 
 def compare_store(store: Store, baseline: str, candidate: str, *, threshold: float = 0.05,
@@ -178,17 +189,19 @@ def compare_store(store: Store, baseline: str, candidate: str, *, threshold: flo
     if not base_runs:
         raise ConfigError(f"--baseline {baseline!r} picks only runs that --candidate {candidate!r} picks too; "
                           "choose a baseline without them")
-    base, cand = _samples(store, base_runs), _samples(store, cand_runs)
-    failed = _failures(store, cand_runs)
     runs = store.runs
     cand_info = store.query(sa.select(runs.c.started_at, runs.c.context_hash).where(runs.c.run_id.in_(cand_runs)))
     first = min((row["started_at"] for row in cand_info), default=math.inf)
+    earlier = _earlier_runs(store, first, set(cand_runs), {row["context_hash"] for row in cand_info})
+    found, directions = _per_run(store, list(dict.fromkeys([*base_runs, *cand_runs, *earlier])))
+    base, cand = _side(found, directions, base_runs), _side(found, directions, cand_runs)
+    failed = _failures(store, cand_runs)
     keys = sorted(set(base) | set(cand))
-    history = _history(store, first, set(cand_runs), set(keys), {row["context_hash"] for row in cand_info})
     pairs, fixed = [], {}
     for key in keys:
         b, c = base.get(key, ([], "")), cand.get(key, ([], ""))
-        noise = stats.noise_floor(history[key]) if key in history else None
+        history = [found[key][run] for run in earlier if run in found.get(key, {})]
+        noise = stats.noise_floor(history) if history else None
         limit = max(threshold, noise or 0.0)
         if not c[0] and key[0] in failed:
             fixed[key] = stats.Verdict("failed", math.nan, None, limit, len(b[0]), 0,
