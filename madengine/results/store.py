@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
-import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,6 +38,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from madengine.errors import ConfigError, StoreError
+from madengine.results.db_engine import (
+    arg_errors,
+    create_engine,
+    db_errors,
+    first_line,
+    insert_ignore,
+    store_error,
+    writer,
+)
+from madengine.results.db_url import DEFAULT_FILE, redact, redact_urls, resolve_url  # noqa: F401 - the store's API
 from madengine.results.perf_csv import PERF_CSV_HEADER
 
 if TYPE_CHECKING:
@@ -46,15 +55,12 @@ if TYPE_CHECKING:
 
     from madengine.results.perf_csv import PerfRow
 
-#: The store's file name next to perf.csv when no URL is given.
-DEFAULT_FILE = "madengine-results.db"
 #: The Alembic revision this code reads and writes (a test checks it is the head of the migrations).
 SCHEMA_REVISION = "0001"
 #: Columns a result row has besides perf.csv's, in table order (the migration and :func:`tables` share it).
 EXTRA_COLUMNS = ("value", "repeat_index", "node_rank", "reason", "metric_direction", "build_fingerprint", "extra")
 _PG_LOCK = 0x6D6164656E67  # pg_advisory_xact_lock key while migrating ("madeng")
 _BATCH = 20000
-_WRITE = "madengine_write"  # execution option of a connection that writes (SQLite: BEGIN IMMEDIATE)
 
 
 #: How a run ended: still ``running`` (or killed without a chance to say), ``done`` (every model ran; rows may still
@@ -84,53 +90,6 @@ class RunInfo:
     status: str = "running"
 
 
-def resolve_url(option: str | None, context_value: Any, output: str | Path) -> str | None:
-    """The store's SQLAlchemy URL: ``--results-db`` > the context's ``results_db`` > ``sqlite:///<perf.csv
-    dir>/madengine-results.db``; ``None`` when it is ``none``/``off`` (no store). A plain path means an SQLite file.
-
-    Raises:
-        ConfigError: a value that is neither a URL of a supported database nor a path (exit 4).
-    """
-    value = option if option not in (None, "") else context_value
-    if value in (None, ""):
-        return f"sqlite:///{(Path(output).resolve().parent / DEFAULT_FILE)}"
-    if not isinstance(value, str):
-        raise ConfigError(f"results_db: {value!r} is not text; give a URL (sqlite:///F, postgresql+psycopg://...) "
-                          "or 'none'")
-    text = value.strip()
-    if text.lower() in ("none", "off", "false"):
-        return None
-    hint = "give sqlite:///FILE, postgresql+psycopg://USER:PASSWORD@HOST/DB, a file path or 'none'"
-    if "://" not in text:
-        if _SCHEME.match(text) or "@" in text:  # a URL with a typo (`postgresql:/u:pw@h/db`): never a file name
-            raise ConfigError(f"--results-db {_mask_userinfo(text)}: not a database URL; {hint}")
-        return f"sqlite:///{Path(text).expanduser().resolve()}"
-    scheme = text.split("://", 1)[0].lower()
-    if scheme.split("+", 1)[0] not in ("sqlite", "postgresql", "postgres"):
-        raise ConfigError(f"--results-db: {scheme}:// is not supported; use sqlite:///FILE or "
-                          "postgresql+psycopg://USER:PASSWORD@HOST/DB")
-    if scheme in ("postgresql", "postgres"):  # psycopg 3 is the driver the postgres extra installs
-        text = "postgresql+psycopg://" + text.split("://", 1)[1]
-    from sqlalchemy.engine import make_url
-
-    try:
-        url = make_url(text)
-        url.port  # noqa: B018 - parsed lazily: a malformed port or host raises here
-    except Exception:  # noqa: BLE001 - SQLAlchemy raises several types for a malformed URL
-        raise ConfigError(f"--results-db {_mask_userinfo(text)}: malformed URL; {hint}") from None
-    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
-        raise ConfigError(f"--results-db {text}: an in-memory database keeps nothing; {hint}")
-    return text
-
-
-_SCHEME = re.compile(r"^[A-Za-z][\w+.-]*:")  # `scheme:`; a file whose name has a colon is given as ./a:b.db
-
-
-def _mask_userinfo(text: str) -> str:
-    """``text`` with whatever stands between a ``:`` and an ``@`` masked (a password in a malformed URL)."""
-    return re.sub(r":[^:@/]*@", ":***@", text)
-
-
 def check_label(label: str | None, flag: str = "--label") -> None:
     """Refuse a run label no selection could pick: one with a comma (selections join terms with commas) or with
     leading/trailing blanks.
@@ -141,25 +100,6 @@ def check_label(label: str | None, flag: str = "--label") -> None:
     if label and ("," in label or label != label.strip()):
         raise ConfigError(f"{flag} {label!r}: a label cannot hold a comma or start/end with blanks (the selection "
                           "label:NAME could not pick it); use e.g. - or _ instead")
-
-
-def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for messages and logs)."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a malformed URL is shown without its credentials part
-        return _mask_userinfo(url)
-
-
-_URL_PASSWORD = re.compile(r"(\b[A-Za-z][\w+.-]*://[^:/@\s]*:)[^@\s]+@")
-
-
-def redact_urls(text: str) -> str:
-    """``text`` with the password of every ``scheme://user:password@`` URL in it replaced by ``***`` (for the
-    command line stored with a run: ``--results-db postgresql://team:secret@db/results``)."""
-    return _URL_PASSWORD.sub(r"\1***@", text)
 
 
 def tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
@@ -200,7 +140,7 @@ class Store:
         self.url = url
         self.metadata = sa.MetaData()
         self.runs, self.results = tables(self.metadata)
-        self.engine = _engine(url)
+        self.engine = create_engine(url)
         self._compiled: dict[str, tuple[str, tuple[str, ...]]] = {}
 
     @property
@@ -290,8 +230,8 @@ class Store:
                 return max(0, cursor.rowcount or 0)
             finally:
                 cursor.close()
-        except _db_errors() as e:
-            raise _store_error(self.url, e) from None
+        except db_errors() as e:
+            raise store_error(self.url, e) from None
 
     def _bulk_insert(self, table: sa.Table, key: str) -> tuple[str, tuple[str, ...]]:
         """The driver-level SQL of "insert, ignoring rows whose ``key`` is stored" for ``table`` with positional
@@ -302,7 +242,7 @@ class Store:
             dialect = self.engine.dialect
             positional = type(dialect)(paramstyle="qmark" if dialect.name == "sqlite" else "format")
             names = [column.name for column in table.columns if column.name != "id"]
-            statement = _insert_ignore(dialect.name, table, key).values({n: sa.bindparam(n) for n in names})
+            statement = insert_ignore(dialect.name, table, key).values({n: sa.bindparam(n) for n in names})
             compiled = statement.compile(dialect=positional)
             self._compiled[table.name] = (compiled.string, tuple(compiled.positiontup or ()))
         return self._compiled[table.name]
@@ -326,8 +266,8 @@ class Store:
         try:
             with self.engine.connect() as conn:
                 return [dict(r._mapping) for r in conn.execute(statement)]
-        except _db_errors() as e:
-            raise _store_error(self.url, e) from None
+        except db_errors() as e:
+            raise store_error(self.url, e) from None
 
     def stream(self, statement: Any, batch: int = 10000) -> Iterator[dict[str, Any]]:
         """Like :meth:`query`, fetched ``batch`` rows at a time (constant memory)."""
@@ -336,8 +276,8 @@ class Store:
                 result = conn.execution_options(stream_results=True, yield_per=batch).execute(statement)
                 for r in result:
                     yield dict(r._mapping)
-        except _db_errors() as e:
-            raise _store_error(self.url, e) from None
+        except db_errors() as e:
+            raise store_error(self.url, e) from None
 
     def stream_rows(self, statement: Any, batch: int = 10000) -> Iterator[tuple[Any, ...]]:
         """Like :meth:`stream`, but the rows as plain tuples in the select's column order, straight from the
@@ -356,8 +296,8 @@ class Store:
                         yield from rows
                 finally:
                     cursor.close()
-        except _db_errors() as e:
-            raise _store_error(self.url, e) from None
+        except db_errors() as e:
+            raise store_error(self.url, e) from None
 
     def close(self) -> None:
         """Release the connections."""
@@ -372,11 +312,11 @@ class _Transaction:
 
     def __enter__(self) -> Any:
         try:
-            self.conn = _writer(self.store.engine)
+            self.conn = writer(self.store.engine)
             self.tx = self.conn.begin()
             return self.conn
-        except _db_errors() as e:
-            raise _store_error(self.store.url, e) from None
+        except db_errors() as e:
+            raise store_error(self.store.url, e) from None
 
     def __exit__(self, *exc: Any) -> None:
         try:
@@ -385,15 +325,10 @@ class _Transaction:
             else:
                 self.tx.rollback()
             self.conn.close()
-        except _db_errors() as e:
-            raise _store_error(self.store.url, e) from None
-        if exc[1] is not None and isinstance(exc[1], _db_errors()):
-            raise _store_error(self.store.url, exc[1]) from None
-
-
-def _writer(engine: Any) -> Any:
-    """A connection whose transactions write (on SQLite they begin with ``BEGIN IMMEDIATE``)."""
-    return engine.connect().execution_options(**{_WRITE: True})
+        except db_errors() as e:
+            raise store_error(self.store.url, e) from None
+        if exc[1] is not None and isinstance(exc[1], db_errors()):
+            raise store_error(self.store.url, exc[1]) from None
 
 
 def open_store(url: str, *, create: bool = True) -> Store:
@@ -411,8 +346,8 @@ def open_store(url: str, *, create: bool = True) -> Store:
                           "madengine-results.db next to perf.csv (or give --results-db URL)")
     try:
         store = Store(url)
-    except _arg_errors() as e:
-        raise ConfigError(f"--results-db {redact(url)}: {_first_line(e)}") from None
+    except arg_errors() as e:
+        raise ConfigError(f"--results-db {redact(url)}: {first_line(e)}") from None
     except ModuleNotFoundError as e:
         raise ConfigError(f"--results-db {redact(url)}: the driver {e.name!r} is not installed; install "
                           "madengine[postgres]") from None
@@ -426,9 +361,9 @@ def open_store(url: str, *, create: bool = True) -> Store:
                              f"madengine's ({SCHEMA_REVISION}); upgrade madengine to use it")
         if revision != SCHEMA_REVISION:
             _migrate(store)
-    except _db_errors() as e:
+    except db_errors() as e:
         store.close()
-        raise _store_error(url, e) from None
+        raise store_error(url, e) from None
     except (ConfigError, StoreError):
         store.close()
         raise
@@ -461,47 +396,12 @@ def _migrate(store: Store) -> None:
 
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
-    with _writer(store.engine) as conn, conn.begin():
+    with writer(store.engine) as conn, conn.begin():
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK})
         config.attributes["connection"] = conn
         config.attributes["metadata"] = store.metadata
         command.upgrade(config, "head")
-
-
-def _engine(url: str) -> Any:
-    import sqlalchemy as sa
-
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 60})
-
-        @sa.event.listens_for(engine, "connect")
-        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.isolation_level = None  # SQLAlchemy's pysqlite recipe: we issue BEGIN ourselves
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA cache_size=-262144")  # up to 256 MiB of page cache: big ingests stay fast
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
-        @sa.event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
-            # a writer takes the write lock now (no lock-upgrade deadlock later); a reader never takes it
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
-
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
-
-
-def _insert_ignore(dialect: str, table: sa.Table, key: str) -> Any:
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).on_conflict_do_nothing(index_elements=[key])
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
 
 
 def direction_for(model: str, directions: Mapping[str, str]) -> str:
@@ -542,24 +442,3 @@ def context_hash(ctx: Mapping[str, Any]) -> str:
     is not part of the configuration, and may hold a password): equal contexts, equal hashes."""
     ctx = {key: value for key, value in ctx.items() if key != "results_db"}
     return _digest(json.dumps(ctx, sort_keys=True, default=str, separators=(",", ":")))
-
-
-def _db_errors() -> tuple[type[BaseException], ...]:
-    import sqlalchemy.exc
-
-    return (sqlalchemy.exc.SQLAlchemyError, OSError)
-
-
-def _arg_errors() -> tuple[type[BaseException], ...]:
-    import sqlalchemy.exc
-
-    return (sqlalchemy.exc.ArgumentError, ValueError)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(getattr(e, "orig", None) or e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-def _store_error(url: str, e: BaseException) -> StoreError:
-    return StoreError(f"results store {redact(url)}: {_first_line(e)}")
