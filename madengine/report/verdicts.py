@@ -209,10 +209,8 @@ def compare_store(store: Store, baseline: str, candidate: str, *, threshold: flo
         elif not c[0]:
             fixed[key] = stats.Verdict("missing", math.nan, None, limit, len(b[0]), 0,
                                        "the candidate has no row of this benchmark")
-        elif noise is not None and noise > NOISE_CAP:
-            fixed[key] = stats.Verdict("insufficient data", math.nan, None, limit, len(b[0]), len(c[0]),
-                                       f"history unstable: earlier runs vary by ±{noise:.0%} (over "
-                                       f"{NOISE_CAP:.0%}); compare against a stable baseline")
+        elif (unstable := _unstable(noise, limit, len(b[0]), len(c[0]))) is not None:
+            fixed[key] = unstable
         pairs.append((b[0], c[0], c[1] or b[1], None if key in fixed else noise))
     judged = iter(stats.compare_many([p for key, p in zip(keys, pairs, strict=True) if key not in fixed],
                                      min_effect=threshold, alpha=alpha))
@@ -223,6 +221,18 @@ def compare_store(store: Store, baseline: str, candidate: str, *, threshold: flo
                                                                f"the candidate's run failed: {reason}"))
             for model, reason in sorted(failed.items()) if model not in seen]
     return out
+
+
+def _unstable(noise: float | None, threshold: float, n_baseline: int, n_candidate: int) -> Any:
+    """The "insufficient data: history unstable" verdict when the learned ``noise`` is above :data:`NOISE_CAP`,
+    else ``None``."""
+    if noise is None or noise <= NOISE_CAP:
+        return None
+    from madengine.results import stats
+
+    return stats.Verdict("insufficient data", math.nan, None, threshold, n_baseline, n_candidate,
+                         f"history unstable: earlier runs vary by ±{noise:.0%} (over {NOISE_CAP:.0%}); compare "
+                         "against a stable baseline")
 
 
 def _median(values: Sequence[float]) -> float | None:
@@ -271,9 +281,9 @@ def render_verdicts(judged: Sequence[Judged], fmt: str = "table") -> str:
 
 @dataclass
 class Point:
-    """One run of a benchmark in its history: when, which run (and label), the median and samples, the noise floor
-    (relative) and reference level (median of the medians) of the runs before it, and the verdict against the run
-    before it. The noise band is ``reference × (1 ± noise)``, never below 0 for a positive reference."""
+    """One run of a benchmark in its history: when, which run (and label, context hash), the median and samples, the
+    noise floor (relative) and reference level (median of the medians) of the runs before it with the same context
+    (as :func:`compare_store` learns it), and the verdict against the run before it. The noise band is ``reference × (1 ± noise)``, never below 0 for a positive reference."""
 
     started_at: float
     run_id: str
@@ -283,6 +293,7 @@ class Point:
     noise: float | None
     verdict: Any
     reference: float | None = None
+    context_hash: str = ""
 
     @property
     def band(self) -> tuple[float, float] | None:
@@ -296,7 +307,7 @@ class Point:
 def history(store: Store, model: str, *, metric: str = "", gpu_architecture: str = "", threshold: float = 0.05,
             limit: int = 50) -> tuple[Key, list[Point]]:
     """The last ``limit`` runs of one benchmark, oldest first, each judged against the run before it with the noise
-    floor of the runs before that.
+    floor of the earlier runs of its context (the rule of :func:`compare_store`).
 
     Raises:
         ConfigError: the model has no stored SUCCESS row (or several metrics/architectures and none was chosen).
@@ -307,7 +318,7 @@ def history(store: Store, model: str, *, metric: str = "", gpu_architecture: str
 
     r, runs = store.results, store.runs
     query = (sa.select(r.c.run_id, r.c.metric, r.c.gpu_architecture, r.c.value, r.c.metric_direction,
-                       runs.c.started_at, runs.c.label)
+                       runs.c.started_at, runs.c.label, runs.c.context_hash)
              .join(runs, runs.c.run_id == r.c.run_id)
              .where(r.c.model == model, r.c.status == "SUCCESS", r.c.value.is_not(None)))
     if metric:
@@ -327,17 +338,19 @@ def history(store: Store, model: str, *, metric: str = "", gpu_architecture: str
     per_run: dict[str, Point] = {}
     for row in rows:
         point = per_run.setdefault(row["run_id"], Point(row["started_at"], row["run_id"], row["label"], 0.0, [],
-                                                        None, None))
+                                                        None, None, context_hash=row["context_hash"]))
         point.samples.append(row["value"])
     points = list(per_run.values())[-(limit + HISTORY_RUNS):]
     for i, point in enumerate(points):
         point.median = _median(point.samples) or 0.0
-        earlier = [p.samples for p in points[max(0, i - HISTORY_RUNS):i]]
+        earlier = [p.samples for p in points[:i] if p.context_hash == point.context_hash][-HISTORY_RUNS:]
         point.noise = stats.noise_floor(earlier) if earlier else None
         point.reference = _median([_median(s) or 0.0 for s in earlier]) if earlier else None
         if i:
-            point.verdict = stats.compare(points[i - 1].samples, point.samples, direction, noise=point.noise,
-                                          min_effect=threshold)
+            before = points[i - 1].samples
+            point.verdict = _unstable(point.noise, max(threshold, point.noise or 0.0), len(before),
+                                      len(point.samples)) or stats.compare(before, point.samples, direction,
+                                                                           noise=point.noise, min_effect=threshold)
     return keys[0], points[-limit:]
 
 

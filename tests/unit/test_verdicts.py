@@ -129,6 +129,10 @@ def test_history_comes_from_the_same_configuration_and_an_unstable_one_gives_no_
     _run(s, "cand-b", 2001.0, "pr", {"m:tokens/s": _jitter(rng, 80)}, context="ctx-b")
     unstable = verdicts.compare_store(s, "run:h5", "run:cand-b")[0].verdict
     assert unstable.kind == "insufficient data" and "history unstable" in unstable.reason
+    points = {p.run_id: p for p in verdicts.history(s, "m")[1]}  # report.history learns by the same rule
+    assert points["cand"].noise is not None and points["cand"].noise < 0.1
+    assert points["cand"].verdict.kind == "regression"
+    assert points["cand-b"].verdict.kind == "insufficient data"
 
 
 def test_a_declared_direction_applies_to_the_model_and_its_multiple_results_rows_only(tmp_path: Path) -> None:
